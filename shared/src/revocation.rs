@@ -1,0 +1,439 @@
+//! Revocations: what they are, how they are stored and published, and the
+//! in-memory view that answers "is this token revoked?" without a store
+//! round trip (DESIGN §5).
+//!
+//! Each tenant's revocations live in one expiring set (`sg:{t}:revoked`), so
+//! a gateway (re)loads a tenant's whole list in one call; every new one is
+//! also published as a [`Change::Revoked`] event. [`follow`] keeps a
+//! [`RevocationView`] current from those two sources and tracks how long it
+//! has been cut off from the store, for the staleness rule of DESIGN §5.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{self, Change, Event, Notice, Store, StoreResult};
+use crate::time::now_millis;
+
+/// One revocation. `until` (Unix seconds) is when it stops mattering: the
+/// last moment a token it covers could still be valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Revocation {
+    /// One access token, by `jti`.
+    Token { jti: String, until: u64 },
+    /// Everything of one refresh family or grant, by `sid`.
+    Family { sid: String, until: u64 },
+    /// Every token of `subject` issued before `before` (Unix seconds).
+    Subject {
+        subject: String,
+        before: u64,
+        until: u64,
+    },
+}
+
+impl Revocation {
+    pub fn until(&self) -> u64 {
+        match self {
+            Revocation::Token { until, .. }
+            | Revocation::Family { until, .. }
+            | Revocation::Subject { until, .. } => *until,
+        }
+    }
+
+    /// The set member: `jti:<id>`, `sid:<id>` or `sub:<before>:<subject>`.
+    fn member(&self) -> String {
+        match self {
+            Revocation::Token { jti, .. } => format!("jti:{jti}"),
+            Revocation::Family { sid, .. } => format!("sid:{sid}"),
+            Revocation::Subject {
+                subject, before, ..
+            } => format!("sub:{before}:{subject}"),
+        }
+    }
+
+    fn from_member(member: &str, expires_at_ms: u64) -> Option<Revocation> {
+        let until = expires_at_ms / 1000;
+        let (kind, rest) = member.split_once(':')?;
+        Some(match kind {
+            "jti" => Revocation::Token {
+                jti: rest.into(),
+                until,
+            },
+            "sid" => Revocation::Family {
+                sid: rest.into(),
+                until,
+            },
+            "sub" => {
+                let (before, subject) = rest.split_once(':')?;
+                Revocation::Subject {
+                    subject: subject.into(),
+                    before: before.parse().ok()?,
+                    until,
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn set_key(tenant: &str) -> String {
+    store::key(tenant, "revoked")
+}
+
+/// Writes a revocation to the store and publishes it. The write comes
+/// first: a subscriber that misses the event finds it on its next resync.
+pub async fn record(store: &Store, tenant: &str, revocation: &Revocation) -> StoreResult<()> {
+    store
+        .set_add(
+            &set_key(tenant),
+            &revocation.member(),
+            revocation.until().saturating_mul(1000),
+        )
+        .await?;
+    store
+        .publish(&Event {
+            tenant: tenant.to_owned(),
+            change: Change::Revoked {
+                revocation: revocation.clone(),
+            },
+        })
+        .await
+}
+
+/// Every live revocation of a tenant.
+pub async fn load(store: &Store, tenant: &str) -> StoreResult<Vec<Revocation>> {
+    Ok(store
+        .set_members(&set_key(tenant))
+        .await?
+        .into_iter()
+        .filter_map(|(member, exp)| Revocation::from_member(&member, exp))
+        .collect())
+}
+
+#[derive(Debug, Default, Clone)]
+struct TenantView {
+    jti: HashMap<String, u64>,
+    sid: HashMap<String, u64>,
+    /// subject -> (revoked before, until)
+    sub: HashMap<String, (u64, u64)>,
+}
+
+impl TenantView {
+    fn apply(&mut self, r: &Revocation) {
+        match r {
+            Revocation::Token { jti, until } => {
+                self.jti.insert(jti.clone(), *until);
+            }
+            Revocation::Family { sid, until } => {
+                self.sid.insert(sid.clone(), *until);
+            }
+            Revocation::Subject {
+                subject,
+                before,
+                until,
+            } => {
+                let entry = self.sub.entry(subject.clone()).or_insert((0, 0));
+                entry.0 = entry.0.max(*before);
+                entry.1 = entry.1.max(*until);
+            }
+        }
+    }
+
+    fn prune(&mut self, now: u64) {
+        self.jti.retain(|_, until| *until >= now);
+        self.sid.retain(|_, until| *until >= now);
+        self.sub.retain(|_, (_, until)| *until >= now);
+    }
+
+    fn len(&self) -> usize {
+        self.jti.len() + self.sid.len() + self.sub.len()
+    }
+}
+
+/// What is revoked, per tenant, in memory. Reads take a shared lock; writes
+/// (revocations, resyncs) are rare.
+#[derive(Debug)]
+pub struct RevocationView {
+    tenants: RwLock<HashMap<String, TenantView>>,
+    /// Whether the feed is connected and synced.
+    synced: AtomicBool,
+    /// When the feed was last known to be connected (Unix ms).
+    last_synced_ms: AtomicU64,
+}
+
+impl Default for RevocationView {
+    fn default() -> Self {
+        RevocationView {
+            tenants: RwLock::default(),
+            synced: AtomicBool::new(false),
+            last_synced_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RevocationView {
+    pub fn new() -> Arc<RevocationView> {
+        Arc::new(RevocationView::default())
+    }
+
+    /// Whether a token with these claims is revoked.
+    pub fn is_revoked(&self, tenant: &str, jti: &str, sid: &str, subject: &str, iat: u64) -> bool {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let Some(view) = tenants.get(tenant) else {
+            return false;
+        };
+        view.jti.contains_key(jti)
+            || view.sid.contains_key(sid)
+            || view
+                .sub
+                .get(subject)
+                .is_some_and(|(before, _)| iat < *before)
+    }
+
+    /// Whether a refresh family is revoked, directly or through its subject
+    /// (a family whose latest token was issued at `issued_at`).
+    pub fn is_family_revoked(
+        &self,
+        tenant: &str,
+        sid: &str,
+        subject: &str,
+        issued_at: u64,
+    ) -> bool {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let Some(view) = tenants.get(tenant) else {
+            return false;
+        };
+        view.sid.contains_key(sid)
+            || view
+                .sub
+                .get(subject)
+                .is_some_and(|(before, _)| issued_at < *before)
+    }
+
+    pub fn apply(&self, tenant: &str, revocation: &Revocation) {
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .apply(revocation);
+    }
+
+    /// Replaces a tenant's view with a freshly loaded list.
+    pub fn replace(&self, tenant: &str, revocations: &[Revocation]) {
+        let mut fresh = TenantView::default();
+        for r in revocations {
+            fresh.apply(r);
+        }
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        tenants.insert(tenant.to_owned(), fresh);
+    }
+
+    /// Drops what has expired.
+    pub fn prune(&self, now_secs: u64) {
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        for view in tenants.values_mut() {
+            view.prune(now_secs);
+        }
+    }
+
+    /// Number of live entries of a tenant (metrics, tests).
+    pub fn len(&self, tenant: &str) -> usize {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        tenants.get(tenant).map_or(0, TenantView::len)
+    }
+
+    /// `None` while the feed is connected; otherwise for how long the view
+    /// has not been known to be current (never synced counts as forever).
+    pub fn stale_for_ms(&self) -> Option<u64> {
+        if self.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let last = self.last_synced_ms.load(Ordering::Acquire);
+        Some(if last == 0 {
+            u64::MAX
+        } else {
+            now_millis().saturating_sub(last)
+        })
+    }
+
+    /// Marks the view as current now (set by the feed; a view that is
+    /// written to directly, as in tests, may call it too).
+    pub fn mark_synced(&self) {
+        self.last_synced_ms.store(now_millis(), Ordering::Release);
+        self.synced.store(true, Ordering::Release);
+    }
+
+    fn mark_lost(&self) {
+        self.last_synced_ms.store(now_millis(), Ordering::Release);
+        self.synced.store(false, Ordering::Release);
+    }
+}
+
+/// Keeps `view` current for `tenants` until the store's subscription ends:
+/// a full reload on every (re)connect, then each published revocation.
+/// Run it as a task; it returns when the store shuts down.
+pub async fn follow(store: Store, tenants: Vec<String>, view: Arc<RevocationView>) {
+    let mut subscription = store.subscribe();
+    let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let notice = tokio::select! {
+            notice = subscription.next() => notice,
+            _ = prune.tick() => {
+                view.prune(crate::time::now_secs());
+                continue;
+            }
+        };
+        match notice {
+            None => return,
+            Some(Notice::Resync) => resync(&store, &tenants, &view).await,
+            Some(Notice::Event(Event {
+                tenant,
+                change: Change::Revoked { revocation },
+            })) => {
+                view.apply(&tenant, &revocation);
+            }
+            Some(Notice::Event(_)) => {}
+            Some(Notice::Lost) => {
+                tracing::warn!(
+                    "lost the store's change events; serving from the last revocation view"
+                );
+                view.mark_lost();
+            }
+        }
+    }
+}
+
+/// Reloads every tenant; retried until it succeeds or the store goes away
+/// again (the next `Resync` retries then).
+async fn resync(store: &Store, tenants: &[String], view: &RevocationView) {
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        let mut ok = true;
+        for tenant in tenants {
+            match load(store, tenant).await {
+                Ok(list) => view.replace(tenant, &list),
+                Err(e) => {
+                    tracing::warn!(cause = %e, tenant = %tenant, "could not reload revocations; retrying");
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            view.mark_synced();
+            tracing::debug!(tenants = tenants.len(), "revocation view reloaded");
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_round_trip() {
+        for r in [
+            Revocation::Token {
+                jti: "j1".into(),
+                until: 100,
+            },
+            Revocation::Family {
+                sid: "s:1".into(),
+                until: 200,
+            },
+            Revocation::Subject {
+                subject: "a:b@c".into(),
+                before: 50,
+                until: 300,
+            },
+        ] {
+            assert_eq!(
+                Revocation::from_member(&r.member(), r.until() * 1000),
+                Some(r)
+            );
+        }
+    }
+
+    #[test]
+    fn view_answers_by_jti_sid_and_subject_time() {
+        let view = RevocationView::default();
+        view.apply(
+            "t",
+            &Revocation::Token {
+                jti: "j".into(),
+                until: u64::MAX,
+            },
+        );
+        view.apply(
+            "t",
+            &Revocation::Family {
+                sid: "s".into(),
+                until: u64::MAX,
+            },
+        );
+        view.apply(
+            "t",
+            &Revocation::Subject {
+                subject: "alice".into(),
+                before: 100,
+                until: u64::MAX,
+            },
+        );
+        assert!(view.is_revoked("t", "j", "x", "bob", 0));
+        assert!(view.is_revoked("t", "x", "s", "bob", 0));
+        assert!(view.is_revoked("t", "x", "x", "alice", 99));
+        assert!(!view.is_revoked("t", "x", "x", "alice", 100));
+        assert!(!view.is_revoked("other", "j", "s", "alice", 0));
+        view.prune(u64::MAX - 1);
+        assert_eq!(view.len("t"), 3);
+    }
+
+    #[tokio::test]
+    async fn follow_loads_then_applies_events() {
+        let store = Store::memory();
+        record(
+            &store,
+            "t",
+            &Revocation::Token {
+                jti: "old".into(),
+                until: u64::MAX / 2000,
+            },
+        )
+        .await
+        .unwrap();
+        let view = RevocationView::new();
+        tokio::spawn(follow(store.clone(), vec!["t".into()], view.clone()));
+        wait_until(|| view.is_revoked("t", "old", "", "", 0)).await;
+        assert_eq!(view.stale_for_ms(), None);
+        record(
+            &store,
+            "t",
+            &Revocation::Family {
+                sid: "new".into(),
+                until: u64::MAX / 2000,
+            },
+        )
+        .await
+        .unwrap();
+        wait_until(|| view.is_revoked("t", "", "new", "", 0)).await;
+    }
+
+    async fn wait_until(mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in time"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
