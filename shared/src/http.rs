@@ -17,12 +17,16 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The response (and proxied request) body type: streaming, boxed once.
+/// The request and response body type: streaming, boxed once.
 pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A whole HTTP application as a cloneable service: what the issuer hands
+/// the gateway in `serve` mode, and what [`serve`] runs.
+pub type HttpService = tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -74,18 +78,12 @@ impl Default for ServerOptions {
 
 /// Serves `service` on `listener` until `shutdown` completes, then stops
 /// accepting and gives open connections `options.grace` to finish.
-pub async fn serve<S>(
+pub async fn serve(
     listener: TcpListener,
-    service: S,
+    service: HttpService,
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
-) where
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -132,10 +130,7 @@ pub async fn serve<S>(
             tls: tls.is_some(),
         };
         let service = service.clone();
-        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(info);
-            service.clone().oneshot(req)
-        });
+        let svc = PerConnection { service: service.clone(), info };
         let builder = builder.clone();
         match &tls {
             None => {
@@ -187,6 +182,26 @@ pub async fn serve<S>(
         () = tokio::time::sleep(options.grace) => {
             tracing::warn!(grace = ?options.grace, "connections still open after the grace period; closing them");
         }
+    }
+}
+
+/// Adapts the application to hyper for one connection: boxes the body and
+/// tags each request with the connection's [`ConnInfo`].
+#[derive(Clone)]
+struct PerConnection {
+    service: HttpService,
+    info: ConnInfo,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for PerConnection {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<HttpService, http::Request<Body>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let mut req = req.map(|body| -> Body { body.map_err(|e| -> BoxError { Box::new(e) }).boxed() });
+        req.extensions_mut().insert(self.info);
+        self.service.clone().oneshot(req)
     }
 }
 

@@ -1,0 +1,1 @@
+//! The demo JSON:API backend of `serve --demo` (being written).
