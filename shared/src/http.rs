@@ -28,6 +28,23 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// the gateway in `serve` mode, and what [`serve`] runs.
 pub type HttpService = tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
+/// The `http` types a service needs, for crates that serve through this
+/// module without depending on `http` themselves (the demo backend).
+pub use ::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+
+/// Wraps an async function as an [`HttpService`]: for small servers that
+/// need no middleware (the demo backend, stub servers in tests).
+pub fn service_fn<F, Fut>(f: F) -> HttpService
+where
+    F: Fn(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |req| {
+        let fut = f(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    }))
+}
+
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})

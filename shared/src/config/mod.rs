@@ -94,7 +94,8 @@ pub struct GatewayConfig {
     pub upstream_connect_timeout: Duration,
     /// Time to the backend's response headers (504 past it).
     pub upstream_timeout: Duration,
-    /// Extra CA (PEM) trusted for https upstreams, besides the system roots.
+    /// A CA (PEM) that https upstreams are verified against, instead of the
+    /// system roots (a private PKI for the backends).
     pub upstream_ca: Option<PathBuf>,
     /// Sum of request header bytes (431 past it).
     pub max_header_bytes: usize,
