@@ -26,7 +26,8 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A whole HTTP application as a cloneable service: what the issuer hands
 /// the gateway in `serve` mode, and what [`serve`] runs.
-pub type HttpService = tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+pub type HttpService =
+    tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
 /// The `http` types a service needs, for crates that serve through this
 /// module without depending on `http` themselves (the demo backend).
@@ -147,7 +148,10 @@ pub async fn serve(
             tls: tls.is_some(),
         };
         let service = service.clone();
-        let svc = PerConnection { service: service.clone(), info };
+        let svc = PerConnection {
+            service: service.clone(),
+            info,
+        };
         let builder = builder.clone();
         match &tls {
             None => {
@@ -216,7 +220,8 @@ impl hyper::service::Service<http::Request<Incoming>> for PerConnection {
     type Future = tower::util::Oneshot<HttpService, http::Request<Body>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let mut req = req.map(|body| -> Body { body.map_err(|e| -> BoxError { Box::new(e) }).boxed() });
+        let mut req =
+            req.map(|body| -> Body { body.map_err(|e| -> BoxError { Box::new(e) }).boxed() });
         req.extensions_mut().insert(self.info);
         self.service.clone().oneshot(req)
     }
@@ -225,23 +230,27 @@ impl hyper::service::Service<http::Request<Incoming>> for PerConnection {
 /// Reads a whole request body up to `limit` bytes. `Err(TooLarge)` as soon
 /// as the limit is passed (or announced by `Content-Length`), without
 /// reading the rest.
-pub async fn read_body_limited<B>(
-    body: B,
+pub async fn read_body_limited(
+    mut body: Body,
     content_length: Option<u64>,
     limit: usize,
-) -> Result<Bytes, BodyError>
-where
-    B: hyper::body::Body,
-    B::Error: Into<BoxError>,
-{
+) -> Result<Bytes, BodyError> {
     if content_length.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Read(e.to_string())),
+    // A plain frame loop rather than `http_body_util::Limited`: its generic
+    // error bound trips rustc's `Send` inference for the callers' futures.
+    let mut buf = bytes::BytesMut::with_capacity(content_length.map_or(1024, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
 }
 
 #[derive(Debug, thiserror::Error)]
