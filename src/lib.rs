@@ -3,4 +3,8 @@
 //! JSON:API backend. `src/main.rs` only parses arguments and dispatches here,
 //! so that tests can run exactly what the binary runs.
 
+pub mod admin_client;
+pub mod cli;
 pub mod demo;
+pub mod run;
+pub mod seed;

@@ -220,6 +220,15 @@ async fn route(ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, AdminErr
             Some(c) => Ok(json(StatusCode::OK, &PublicClient::from(&c))),
             None => Err(AdminError::not_found(format!("no client `{id}`"))),
         },
+        (Method::POST, ["clients", id, action @ ("disable" | "enable")]) => {
+            match clients::set_disabled(&ctx.store, &tenant.id, id, *action == "disable").await? {
+                Some(c) => {
+                    tracing::info!(tenant = %tenant.id, client_id = %id, action, "client updated");
+                    Ok(json(StatusCode::OK, &PublicClient::from(&c)))
+                }
+                None => Err(AdminError::not_found(format!("no client `{id}`"))),
+            }
+        }
         (Method::DELETE, ["clients", id]) => {
             if clients::delete(&ctx.store, &tenant.id, id).await? {
                 tracing::info!(tenant = %tenant.id, client_id = %id, "client deleted");

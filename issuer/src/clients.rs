@@ -256,6 +256,23 @@ pub async fn list(store: &Store, tenant: &str) -> Result<Vec<ClientRecord>, Stor
         .collect()
 }
 
+/// Disables or enables a client; `None` if there is no such client. A
+/// disabled client is refused like one with a wrong secret.
+pub async fn set_disabled(
+    store: &Store,
+    tenant: &str,
+    client_id: &str,
+    disabled: bool,
+) -> Result<Option<ClientRecord>, StoreError> {
+    let key = map_key(tenant);
+    let Some(mut client) = store.map_get_json::<ClientRecord>(&key, client_id).await? else {
+        return Ok(None);
+    };
+    client.disabled = disabled;
+    store.map_put(&key, client_id, &encode(&client)).await?;
+    Ok(Some(client))
+}
+
 pub async fn delete(store: &Store, tenant: &str, client_id: &str) -> Result<bool, StoreError> {
     store.map_delete(&map_key(tenant), client_id).await
 }
