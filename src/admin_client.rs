@@ -25,7 +25,7 @@ pub struct AdminClient {
 impl AdminClient {
     /// From config: `listen.admin` (a wildcard address is reached on
     /// loopback) and `admin.token`, else the generated token file.
-    pub fn from_config(config: &Config) -> anyhow::Result<AdminClient> {
+    pub fn from_config(config: &Config, url: Option<&str>) -> anyhow::Result<AdminClient> {
         let mut addr: SocketAddr = config.listen.admin;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -40,10 +40,11 @@ impl AdminClient {
                     .to_owned()
             }
         };
-        Ok(AdminClient {
-            base: format!("http://{addr}"),
-            token,
-        })
+        let base = url.map_or_else(
+            || format!("http://{addr}"),
+            |u| u.trim_end_matches('/').to_owned(),
+        );
+        Ok(AdminClient { base, token })
     }
 
     async fn call(
@@ -97,8 +98,8 @@ fn tenant_path(tenant: &str, rest: &str) -> String {
 }
 
 /// Runs one admin command; `Ok(())` means it succeeded and was printed.
-pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
-    let admin = AdminClient::from_config(config)?;
+pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow::Result<()> {
+    let admin = AdminClient::from_config(config, url)?;
     match command {
         Command::Client(ClientCommand::Create(c)) => {
             let body = json!({
@@ -211,11 +212,9 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let list = admin.call(http::Method::GET, &path, None).await?;
             print_list(&list, "users", as_json, &["side", "username", "disabled"]);
         }
-        Command::User(
-            UserCommand::Disable(u) | UserCommand::Enable(u) | UserCommand::Delete(u),
-        ) => {
-            unreachable_user_command(&admin, u).await?;
-        }
+        Command::User(UserCommand::Disable(u)) => return user_action(&admin, "disable", u).await,
+        Command::User(UserCommand::Enable(u)) => return user_action(&admin, "enable", u).await,
+        Command::User(UserCommand::Delete(u)) => return user_action(&admin, "delete", u).await,
         Command::Keys(KeysCommand::List {
             tenant,
             json: as_json,
@@ -272,22 +271,12 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `user disable|enable|delete`: the action is the subcommand's name,
-/// recovered by the caller; see `run_user_action`.
-async fn unreachable_user_command(
-    _admin: &AdminClient,
-    _u: crate::cli::UserRef,
-) -> anyhow::Result<()> {
-    bail!("internal: user actions go through run_user_action")
-}
-
 /// Disable, enable or delete a user.
-pub async fn run_user_action(
-    config: &Config,
+async fn user_action(
+    admin: &AdminClient,
     action: &str,
     u: crate::cli::UserRef,
 ) -> anyhow::Result<()> {
-    let admin = AdminClient::from_config(config)?;
     let path = tenant_path(
         &u.tenant,
         &format!("users/{}/{}", u.side.as_str(), seg(&u.username)),

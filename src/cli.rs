@@ -15,6 +15,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// The admin API to call (default: `http://<listen.admin>`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub admin_url: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

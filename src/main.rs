@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use splitgate::cli::{Cli, Command, ConfigCommand, UserCommand};
+use splitgate::cli::{Cli, Command, ConfigCommand};
 use splitgate::run::{self, Listeners, Mode};
 
 fn main() -> ExitCode {
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve { demo: false });
+    let admin_url = cli.admin_url;
     if let Command::Config(ConfigCommand::Check) = command {
         println!(
             "ok: {} tenant(s), {:?} store",
@@ -45,16 +46,7 @@ fn main() -> ExitCode {
             Command::Serve { demo: false } => run_until_signal(Mode::Serve, config).await,
             Command::Issuer => run_until_signal(Mode::Issuer, config).await,
             Command::Gateway => run_until_signal(Mode::Gateway, config).await,
-            Command::User(UserCommand::Disable(u)) => {
-                splitgate::admin_client::run_user_action(&config, "disable", u).await
-            }
-            Command::User(UserCommand::Enable(u)) => {
-                splitgate::admin_client::run_user_action(&config, "enable", u).await
-            }
-            Command::User(UserCommand::Delete(u)) => {
-                splitgate::admin_client::run_user_action(&config, "delete", u).await
-            }
-            admin => splitgate::admin_client::run(&config, admin).await,
+            admin => splitgate::admin_client::run(&config, admin_url.as_deref(), admin).await,
         }
     });
     match result {

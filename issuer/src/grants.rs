@@ -73,6 +73,7 @@ fn client_credentials(
             client_id: &client.client_id,
             scope: &scope,
             sid: &sid,
+            issued_at: tokens::issue_time(&ctx.revocations, &tenant.id, &client.client_id),
         },
     )?;
     Ok(TokenResponse::new(tenant, access, None))
@@ -119,6 +120,7 @@ pub(crate) async fn issue_with_refresh(
     scope: &str,
     sid: &str,
 ) -> OAuthResult<TokenResponse> {
+    let issued_at = tokens::issue_time(&ctx.revocations, &tenant.id, subject);
     let grantee = Grantee {
         side: client.side,
         kind,
@@ -126,6 +128,7 @@ pub(crate) async fn issue_with_refresh(
         client_id: &client.client_id,
         scope,
         sid,
+        issued_at,
     };
     let access = tokens::mint(&ctx.keys, tenant, &grantee)?;
     let refresh = if client.allows(Grant::RefreshToken) {
@@ -136,6 +139,7 @@ pub(crate) async fn issue_with_refresh(
             kind,
             subject,
             scope,
+            issued_at,
         };
         Some(refresh::start(&ctx.store, tenant, new).await?)
     } else {
@@ -206,6 +210,7 @@ async fn refresh_token(
         client_id: &client.client_id,
         scope: &scope,
         sid: &family.sid,
+        issued_at: tokens::issue_time(&ctx.revocations, &tenant.id, &family.subject),
     };
     let access = tokens::mint(&ctx.keys, tenant, &grantee)?;
     Ok(TokenResponse::new(tenant, access, Some(next)))

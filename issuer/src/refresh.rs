@@ -57,11 +57,13 @@ pub struct NewFamily<'a> {
     pub kind: Kind,
     pub subject: &'a str,
     pub scope: &'a str,
+    /// The login time (the first access token's `iat`).
+    pub issued_at: u64,
 }
 
 /// Starts a family; returns its first refresh token.
 pub async fn start(store: &Store, tenant: &Tenant, new: NewFamily<'_>) -> StoreResult<String> {
-    let now = now_secs();
+    let now = new.issued_at;
     let token = random_token();
     let hash = hash_secret(&token);
     let family = Family {

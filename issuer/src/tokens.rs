@@ -22,11 +22,27 @@ pub struct Grantee<'a> {
     pub scope: &'a str,
     /// The refresh family or grant id.
     pub sid: &'a str,
+    /// `iat` (see [`issue_time`]); `nbf` is never later than the real now.
+    pub issued_at: u64,
+}
+
+/// The `iat` for a new token of `subject`: now, or, if the subject was
+/// revoked "before T" within this very second, T. Claims count whole
+/// seconds, so without this a login right after `revoke --subject` would
+/// get a token that is already revoked.
+pub fn issue_time(
+    view: &splitgate_shared::revocation::RevocationView,
+    tenant: &str,
+    subject: &str,
+) -> u64 {
+    let now = now_secs();
+    view.subject_revoked_before(tenant, subject)
+        .map_or(now, |before| now.max(before))
 }
 
 /// Signs an access token for `grantee` with the tenant's current key.
 pub fn mint(keys: &KeyRing, tenant: &Tenant, grantee: &Grantee<'_>) -> OAuthResult<String> {
-    let now = now_secs();
+    let now = grantee.issued_at;
     let claims = AccessClaims {
         iss: tenant.issuer(grantee.side),
         aud: tenant.audience(grantee.side),
@@ -34,7 +50,7 @@ pub fn mint(keys: &KeyRing, tenant: &Tenant, grantee: &Grantee<'_>) -> OAuthResu
         client_id: grantee.client_id.to_owned(),
         exp: now + tenant.access_token_ttl.as_secs(),
         iat: now,
-        nbf: now,
+        nbf: now_secs().min(now),
         jti: random_id(),
         scope: grantee.scope.to_owned(),
         sid: grantee.sid.to_owned(),

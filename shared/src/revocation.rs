@@ -213,6 +213,17 @@ impl RevocationView {
                 .is_some_and(|(before, _)| issued_at < *before)
     }
 
+    /// When `subject` was last revoked "before T": tokens for it must be
+    /// issued at T or later to survive (see `issue_time` in the issuer).
+    pub fn subject_revoked_before(&self, tenant: &str, subject: &str) -> Option<u64> {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        tenants
+            .get(tenant)?
+            .sub
+            .get(subject)
+            .map(|(before, _)| *before)
+    }
+
     pub fn apply(&self, tenant: &str, revocation: &Revocation) {
         let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
         tenants

@@ -1,0 +1,360 @@
+//! The `splitgate` binary itself: `config check`, and the admin commands
+//! of DESIGN §7 against a running `splitgate serve`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_splitgate");
+
+/// A `splitgate serve` child process, killed on drop.
+struct Serve {
+    child: Child,
+    config: std::path::PathBuf,
+    public: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("splitgate.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn start() -> Serve {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[tenants.acme]\nhosts = [\"acme.test\"]\nupstream = \"http://127.0.0.1:9\"\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("SPLITGATE_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // The one line the binary prints once it is serving.
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    Serve {
+        public: field("public"),
+        admin: field("admin"),
+        child,
+        config,
+        _dir: dir,
+    }
+}
+
+impl Serve {
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut child = Command::new(BIN)
+            .args([
+                "--config",
+                self.config.to_str().unwrap(),
+                "--admin-url",
+                &self.admin,
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn json(&self, args: &[&str], stdin: Option<&str>) -> Value {
+        let (code, out, err) = self.cli(args, stdin);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON object ({e}): {out}"))
+    }
+}
+
+#[test]
+fn config_check_reports_every_error_with_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[listen]\npublik = \"x\"\n[tenants.acme]\nhosts = [\"a\"]\nupstream = \"ftp://x\"\naccess_token_ttl = \"soon\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "listen.publik: unknown key; expected one of: public, admin, tls (in {})",
+            path.display()
+        )),
+        "{err}"
+    );
+    // Unknown keys are reported first; once they are fixed, every invalid value is.
+    let path = write_config(
+        dir.path(),
+        "[tenants.acme]\nhosts = [\"a\"]\nupstream = \"ftp://x\"\naccess_token_ttl = \"soon\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.starts_with("2 configuration errors:\n"), "{err}");
+    assert!(err.contains(&format!("tenants.acme.upstream: `ftp://x` must be an http or https URL with a host and no path, e.g. \"http://127.0.0.1:9000\" (in {})", path.display())), "{err}");
+    assert!(
+        err.contains("tenants.acme.access_token_ttl: `soon` is not a duration"),
+        "{err}"
+    );
+    // A variable overrides the file and is named as the source of its error.
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .env("SPLITGATE_TENANTS__ACME__UPSTREAM", "http://127.0.0.1:9000")
+        .env("SPLITGATE_TENANTS__ACME__ACCESS_TOKEN_TTL", "15m")
+        .env("SPLITGATE_STORE__BACKEND", "postgres")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.backend: `postgres` is not one of: embedded, memory, redis (in environment variable SPLITGATE_STORE__BACKEND)"), "{err}");
+    let good = write_config(
+        dir.path(),
+        "[tenants.acme]\nhosts = [\"a\"]\nupstream = \"http://127.0.0.1:9000\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["--config", good.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_quickstart_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/quickstart.toml");
+    let out = Command::new(BIN)
+        .args(["--config", path, "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn admin_commands_manage_clients_users_keys_and_revocations() {
+    let serve = start();
+    let created = serve.json(
+        &[
+            "client",
+            "create",
+            "--tenant",
+            "acme",
+            "--side",
+            "backoffice",
+            "--name",
+            "ops",
+            "--grant",
+            "password",
+            "--grant",
+            "refresh_token",
+            "--json",
+        ],
+        None,
+    );
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 43, "a 256-bit secret");
+    let listed = serve.json(&["client", "list", "--tenant", "acme", "--json"], None);
+    assert_eq!(listed["clients"][0]["client_id"], id.as_str());
+    assert!(
+        listed.to_string().find(&secret).is_none(),
+        "the secret is shown only once"
+    );
+
+    let user = serve.json(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--side",
+            "backoffice",
+            "--username",
+            "alice",
+            "--password-stdin",
+            "--json",
+        ],
+        Some("correct horse\n"),
+    );
+    assert_eq!(user["username"], "alice");
+    let users = serve.json(
+        &[
+            "user",
+            "list",
+            "--tenant",
+            "acme",
+            "--side",
+            "backoffice",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(users["users"][0]["username"], "alice");
+
+    let http = support::client_for(serve.public.trim_start_matches("http://").parse().unwrap());
+    let url = format!(
+        "http://acme.test:{}/oauth2-token",
+        serve.public.rsplit(':').next().unwrap()
+    );
+    let login = || {
+        http.post(&url)
+            .basic_auth(&id, Some(&secret))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "correct horse"),
+            ])
+            .send()
+    };
+    let token: Value = login().await.unwrap().json().await.unwrap();
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    let introspect = |t: String| {
+        http.post(format!("{}/introspect", url))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("token", t)])
+            .send()
+    };
+    assert_eq!(
+        introspect(access.clone())
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["active"],
+        true
+    );
+
+    let revoked = serve.json(
+        &["revoke", "--tenant", "acme", "--subject", "alice", "--json"],
+        None,
+    );
+    assert_eq!(revoked["subject"], "alice");
+    assert_eq!(
+        introspect(access)
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["active"],
+        false
+    );
+
+    let keys = serve.json(&["keys", "list", "--tenant", "acme", "--json"], None);
+    assert_eq!(keys["keys"][0]["state"], "signing");
+    assert_eq!(keys["keys"][0]["alg"], "RS256");
+    let rotated = serve.json(&["keys", "rotate", "--tenant", "acme", "--json"], None);
+    assert_eq!(
+        rotated["state"], "pending",
+        "a rotated-in key is published before it signs"
+    );
+
+    let (code, out, _) = serve.cli(
+        &[
+            "user",
+            "disable",
+            "--tenant",
+            "acme",
+            "--side",
+            "backoffice",
+            "--username",
+            "alice",
+        ],
+        None,
+    );
+    assert_eq!((code, out.trim()), (0, "disabled backoffice user alice"));
+    assert_eq!(login().await.unwrap().status(), 400);
+    let (code, _, err) = serve.cli(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--side",
+            "backoffice",
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("another password"),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "error: a backoffice user `alice` already exists (409 Conflict)"
+    );
+    let (code, _, err) = serve.cli(
+        &[
+            "client",
+            "delete",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "nope",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, err.trim()),
+        (1, "error: no client `nope` (404 Not Found)")
+    );
+    let (code, out, _) = serve.cli(
+        &["client", "delete", "--tenant", "acme", "--client-id", &id],
+        None,
+    );
+    assert_eq!(
+        (code, out.trim().to_owned()),
+        (0, format!("deleted client {id}"))
+    );
+}
