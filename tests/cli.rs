@@ -1,6 +1,8 @@
 //! The `splitgate` binary itself: `config check`, and the admin commands
 //! of DESIGN §7 against a running `splitgate serve`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

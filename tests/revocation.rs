@@ -1,6 +1,8 @@
 //! RFC 7009 revocation, RFC 7662 introspection, and revoking a subject,
 //! end to end: every revocation reaches the store and the revocation view.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

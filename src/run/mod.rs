@@ -65,6 +65,8 @@ pub struct Running {
     /// `None` in gateway mode, which has no admin API.
     pub admin_token: Option<Secret>,
     pub issuer: Option<Issuer>,
+    /// Whether the public listener speaks TLS.
+    pub tls: bool,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
@@ -149,17 +151,18 @@ pub async fn start_with_store(
         }
     };
 
-    let (public_service, admin_service, extra) = wiring::services(
-        mode,
-        &config,
-        &tenants,
-        &keys,
-        &revocations,
-        issuer.as_ref(),
-        &store,
-    )?;
-    background.extend(extra);
-    let options = wiring::server_options(&config, &tenants)?;
+    let shared = wiring::Shared {
+        config: &config,
+        tenants: &tenants,
+        keys: &keys,
+        revocations: &revocations,
+        store: &store,
+    };
+    let services = wiring::services(mode, shared, issuer.as_ref())?;
+    background.extend(services.background);
+    let (public_service, admin_service) = (services.public, services.admin);
+    let options = wiring::public_options(&config, &tenants)?;
+    let tls = options.tls.is_some();
     let public = listeners.public.local_addr()?;
     let admin = listeners.admin.local_addr()?;
     let servers = vec![
@@ -187,6 +190,7 @@ pub async fn start_with_store(
         store,
         admin_token,
         issuer,
+        tls,
         stop,
         servers,
         background,
@@ -212,7 +216,7 @@ fn admin_token(config: &Config) -> anyhow::Result<Secret> {
 /// Prints the one line that says where the server listens (scripts and
 /// tests wait for it).
 pub fn announce(running: &Running) {
-    let scheme = "http";
+    let scheme = if running.tls { "https" } else { "http" };
     println!(
         "splitgate {:?} listening: public={scheme}://{} admin=http://{}",
         running.mode, running.public, running.admin

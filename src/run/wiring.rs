@@ -4,9 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use splitgate_gateway::{
+    GatewayParts, JwksFetcher, issuer_proxy, public_tls, server_options, stack,
+};
 use splitgate_issuer::Issuer;
 use splitgate_shared::Config;
-use splitgate_shared::http::{HttpService, ServerOptions, tls_server_config};
+use splitgate_shared::http::{
+    Body, HttpService, Request, Response, ServerOptions, StatusCode, full, header, service_fn,
+};
 use splitgate_shared::keys::PublishedKeys;
 use splitgate_shared::revocation::RevocationView;
 use splitgate_shared::store::Store;
@@ -15,40 +20,150 @@ use tokio::task::JoinHandle;
 
 use super::Mode;
 
-type Services = (HttpService, HttpService, Vec<JoinHandle<()>>);
+/// The public service, the admin service, and background tasks they need.
+pub struct Services {
+    pub public: HttpService,
+    pub admin: HttpService,
+    pub background: Vec<JoinHandle<()>>,
+}
+
+pub struct Shared<'a> {
+    pub config: &'a Config,
+    pub tenants: &'a Tenants,
+    pub keys: &'a Arc<PublishedKeys>,
+    pub revocations: &'a Arc<RevocationView>,
+    pub store: &'a Store,
+}
 
 pub fn services(
     mode: Mode,
-    _config: &Config,
-    _tenants: &Tenants,
-    _keys: &Arc<PublishedKeys>,
-    _revocations: &Arc<RevocationView>,
+    shared: Shared<'_>,
     issuer: Option<&Issuer>,
-    _store: &Store,
 ) -> anyhow::Result<Services> {
+    let gateway = |issuer_service: HttpService, jwks: Option<JwksFetcher>| {
+        stack(GatewayParts {
+            config: shared.config.gateway.clone(),
+            tenants: shared.tenants.clone(),
+            keys: shared.keys.clone(),
+            revocations: shared.revocations.clone(),
+            issuer: issuer_service,
+            jwks,
+        })
+        .context("building the gateway")
+    };
     match (mode, issuer) {
-        // TODO(gateway): serve mode puts the gateway stack in front.
-        (Mode::Serve | Mode::Issuer, Some(issuer)) => {
-            Ok((issuer.public_service(), issuer.admin_service(), vec![]))
+        // One process: the gateway in front, the issuer behind it in-process.
+        (Mode::Serve, Some(issuer)) => Ok(Services {
+            public: gateway(issuer.public_service(), None)?,
+            admin: issuer.admin_service(),
+            background: vec![],
+        }),
+        // The issuer alone, usually behind separate gateways.
+        (Mode::Issuer, Some(issuer)) => Ok(Services {
+            public: issuer.public_service(),
+            admin: issuer.admin_service(),
+            background: vec![],
+        }),
+        // The gateway alone: issuer endpoints forwarded, keys fetched over HTTP.
+        (Mode::Gateway, None) => {
+            let url = shared
+                .config
+                .gateway
+                .issuer_url
+                .clone()
+                .context("gateway.issuer_url is required to run the gateway alone")?;
+            let fetcher = JwksFetcher::from_config(
+                url.clone(),
+                shared.tenants.clone(),
+                shared.keys.clone(),
+                &shared.config.gateway,
+            )
+            .context("gateway.issuer_url")?;
+            let background = vec![tokio::spawn(fetcher.clone().run())];
+            let public = gateway(
+                issuer_proxy(url, &shared.config.gateway).context("gateway.issuer_url")?,
+                Some(fetcher),
+            )?;
+            let admin = gateway_admin(
+                shared.store.clone(),
+                shared.tenants.clone(),
+                shared.keys.clone(),
+                shared.revocations.clone(),
+            );
+            Ok(Services {
+                public,
+                admin,
+                background,
+            })
         }
-        _ => anyhow::bail!("gateway mode is not wired yet"),
+        _ => anyhow::bail!("internal: {mode:?} started without the parts it needs"),
     }
 }
 
-pub fn server_options(config: &Config, tenants: &Tenants) -> anyhow::Result<ServerOptions> {
-    let by_sni: Vec<_> = tenants
-        .iter()
-        .filter_map(|t| t.tls.clone().map(|files| (t.hosts.clone(), files)))
-        .collect();
-    let tls = if config.listen.tls.is_some() || !by_sni.is_empty() {
-        Some(tls_server_config(config.listen.tls.as_ref(), &by_sni).context("listen.tls")?)
-    } else {
-        None
-    };
-    Ok(ServerOptions {
-        header_read_timeout: config.gateway.header_read_timeout,
-        max_head_bytes: (config.gateway.max_header_bytes * 4).max(64 * 1024),
-        tls,
-        ..ServerOptions::default()
+/// The admin listener of a separate gateway: health and readiness only
+/// (clients, users and keys are the issuer's).
+fn gateway_admin(
+    store: Store,
+    tenants: Tenants,
+    keys: Arc<PublishedKeys>,
+    revocations: Arc<RevocationView>,
+) -> HttpService {
+    service_fn(move |req: Request<Body>| {
+        let (store, tenants, keys, revocations) = (
+            store.clone(),
+            tenants.clone(),
+            keys.clone(),
+            revocations.clone(),
+        );
+        async move {
+            let text = |status: StatusCode, body: String| {
+                let mut r = Response::new(full(body));
+                *r.status_mut() = status;
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    splitgate_shared::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                r
+            };
+            match req.uri().path() {
+                "/healthz" => text(StatusCode::OK, "ok\n".into()),
+                "/readyz" => {
+                    let missing: Vec<_> = tenants
+                        .iter()
+                        .filter(|t| keys.get(&t.id).is_none_or(|k| k.is_empty()))
+                        .map(|t| t.id.clone())
+                        .collect();
+                    if !missing.is_empty() {
+                        text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: no keys yet for {}\n", missing.join(", ")),
+                        )
+                    } else if let Err(e) = store.ping().await {
+                        text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
+                    } else {
+                        text(StatusCode::OK, "ready\n".into())
+                    }
+                }
+                "/metrics" => {
+                    let stale = revocations
+                        .stale_for_ms()
+                        .map_or(0, |ms| ms.min(u64::MAX / 2));
+                    text(
+                        StatusCode::OK,
+                        format!(
+                            "# HELP splitgate_revocation_view_stale_milliseconds How long the revocation view has been cut off from the store (0 when live).\n# TYPE splitgate_revocation_view_stale_milliseconds gauge\nsplitgate_revocation_view_stale_milliseconds {stale}\n"
+                        ),
+                    )
+                }
+                _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            }
+        }
     })
+}
+
+/// Options of the public listener: TLS from `listen.tls` and the tenants'
+/// own certificates, and the gateway's header limits.
+pub fn public_options(config: &Config, tenants: &Tenants) -> anyhow::Result<ServerOptions> {
+    let tls = public_tls(config.listen.tls.as_ref(), tenants).context("listen.tls")?;
+    Ok(server_options(&config.gateway, tls))
 }
