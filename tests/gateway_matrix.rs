@@ -4,6 +4,8 @@
 //! the store's change events, identity headers, CORS, the issuer's
 //! endpoints and the RFC 9728 metadata.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "support/gateway.rs"]
 mod support;
 

@@ -34,7 +34,7 @@ pub enum PathError {
     Parameter,
     #[error("the path is not valid UTF-8")]
     InvalidUtf8,
-    #[error("the path contains a look-alike of . / or \\")]
+    #[error("the path contains a look-alike of a dot, slash or backslash")]
     LookAlike,
     #[error("the path climbs above the root")]
     AboveRoot,
