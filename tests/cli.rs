@@ -360,3 +360,127 @@ async fn admin_commands_manage_clients_users_keys_and_revocations() {
         (0, format!("deleted client {id}"))
     );
 }
+
+/// Starts `serve --demo` on free ports in `data`; returns the child and
+/// everything it printed up to its instructions' last line.
+fn start_demo(data: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo"])
+        .env("SPLITGATE_LISTEN__PUBLIC", "127.0.0.1:0")
+        .env("SPLITGATE_LISTEN__ADMIN", "127.0.0.1:0")
+        .env("SPLITGATE_STORE__DATA_DIR", data)
+        .env("SPLITGATE_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("Press Ctrl-C to stop.") {
+        assert!(
+            out.read_line(&mut text).unwrap() > 0,
+            "the demo exited early: {text}"
+        );
+    }
+    (child, text)
+}
+
+/// The words after `label` on the line that starts with it.
+fn words_after(text: &str, label: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in {text}"));
+    line[label.len()..]
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn serve_demo_seeds_clients_and_users_whose_tokens_work_on_their_side_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, _) = start_demo(&dir.path().join("data"));
+    let _ = first.kill();
+    let _ = first.wait();
+    // Started again on the same data directory, the demo data is replaced,
+    // not duplicated, and what it prints works.
+    let (mut child, text) = start_demo(&dir.path().join("data"));
+    assert!(
+        text.contains("curl -s -H \"Authorization: Bearer $BO\""),
+        "{text}"
+    );
+    let public = text
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("public=http://"))
+        .unwrap()
+        .to_owned();
+    let (bo, sf) = (
+        words_after(&text, "back-office client"),
+        words_after(&text, "storefront client"),
+    );
+    assert_eq!((bo[1].as_str(), sf[1].as_str()), ("secret", "secret"));
+    let http = reqwest::Client::new();
+    let token = |client: &[String], user: &str, password: &str| {
+        let req = http
+            .post(format!("http://{public}/oauth2-token"))
+            .basic_auth(&client[0], Some(&client[2]))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", user),
+                ("password", password),
+            ]);
+        async move {
+            req.send().await.unwrap().json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let bo_token = token(&bo, "admin", "demo-admin-password").await;
+    let cu_token = token(&sf, "customer@example.com", "demo-customer-password").await;
+    let get = |path: &str, t: &str| {
+        http.get(format!("http://{public}{path}"))
+            .bearer_auth(t)
+            .send()
+    };
+    assert_eq!(
+        get("/admin/api/users", &bo_token).await.unwrap().status(),
+        200
+    );
+    assert_eq!(get("/api/users", &bo_token).await.unwrap().status(), 401);
+    assert_eq!(get("/api/orders", &cu_token).await.unwrap().status(), 200);
+    assert_eq!(
+        get("/admin/api/orders", &cu_token).await.unwrap().status(),
+        401
+    );
+    let (status, clients) = {
+        let admin = text
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .unwrap()
+            .to_owned();
+        let token = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
+        let r = http
+            .get(format!("{admin}/v1/tenants/demo/clients"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(
+        clients.as_array().unwrap().len(),
+        2,
+        "one back-office and one storefront demo client: {clients}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
