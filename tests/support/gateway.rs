@@ -118,23 +118,29 @@ pub type IssuerLog = Arc<Mutex<Vec<(String, String, String)>>>;
 pub struct Setup<'a> {
     /// Lines for the `[gateway]` table.
     pub gateway_toml: &'a str,
+    /// Whole tables appended after the tenants (`[listen.tls]`, ...).
+    pub extra_toml: &'a str,
     /// Every tenant's `upstream`; `{DEMO}` is the demo backend's URL.
     pub upstream: &'a str,
     /// A revocation view of the test's own instead of the store-fed one.
     pub revocations: Option<Arc<RevocationView>>,
     /// An issuer service instead of the stub.
     pub issuer: Option<HttpService>,
-    pub jwks: Option<splitgate_gateway::JwksFetcher>,
+    /// Gateway-alone mode: the issuer's URL. Keys then start empty and are
+    /// filled by [`Gateway::jwks`] (not yet running), and the issuer's
+    /// endpoints are forwarded there.
+    pub alone_with_issuer: Option<String>,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
         Setup {
             gateway_toml: "",
+            extra_toml: "",
             upstream: "{DEMO}",
             revocations: None,
             issuer: None,
-            jwks: None,
+            alone_with_issuer: None,
         }
     }
 }
@@ -149,6 +155,8 @@ pub struct Gateway {
     pub store: Store,
     pub revocations: Arc<RevocationView>,
     pub issuer_log: IssuerLog,
+    /// Gateway-alone mode: the fetcher to run.
+    pub jwks: Option<splitgate_gateway::JwksFetcher>,
     pub http: reqwest::Client,
     _stop: oneshot::Sender<()>,
 }
@@ -172,9 +180,10 @@ impl Gateway {
         let backend = DemoBackend::start(bind().await).expect("demo backend");
         let upstream = setup.upstream.replace("{DEMO}", &backend.url());
         let toml = format!(
-            "[gateway]\n{}\n{}",
+            "[gateway]\n{}\n{}\n{}",
             setup.gateway_toml,
-            TENANTS.replace("{UPSTREAM}", &upstream)
+            TENANTS.replace("{UPSTREAM}", &upstream),
+            setup.extra_toml
         );
         let config =
             splitgate_shared::config::load_str(&toml).unwrap_or_else(|e| panic!("config: {e}"));
@@ -183,9 +192,27 @@ impl Gateway {
         let mut signing = HashMap::new();
         for tenant in tenants.iter() {
             let key = SigningKey::generate(tenant.signing_alg).expect("key");
-            keys.set(&tenant.id, key_set(&[&key]));
+            if setup.alone_with_issuer.is_none() {
+                keys.set(&tenant.id, key_set(&[&key]));
+            }
             signing.insert(tenant.id.clone(), key);
         }
+        let (issuer, jwks) = match &setup.alone_with_issuer {
+            Some(url) => {
+                let url: http::Uri = url.parse().expect("issuer url");
+                let jwks = splitgate_gateway::JwksFetcher::from_config(
+                    url.clone(),
+                    tenants.clone(),
+                    keys.clone(),
+                    &config.gateway,
+                )
+                .expect("fetcher");
+                let proxy =
+                    splitgate_gateway::issuer_proxy(url, &config.gateway).expect("issuer proxy");
+                (Some(proxy), Some(jwks))
+            }
+            None => (setup.issuer, None),
+        };
         let store = Store::memory();
         let revocations = match setup.revocations {
             Some(view) => view,
@@ -209,10 +236,8 @@ impl Gateway {
             tenants: tenants.clone(),
             keys: keys.clone(),
             revocations: revocations.clone(),
-            issuer: setup
-                .issuer
-                .unwrap_or_else(|| stub_issuer(issuer_log.clone())),
-            jwks: setup.jwks,
+            issuer: issuer.unwrap_or_else(|| stub_issuer(issuer_log.clone())),
+            jwks: jwks.clone(),
         };
         let service = splitgate_gateway::stack(parts).expect("stack");
         let (addr, stop) = serve_on_free_port(service, &config).await;
@@ -227,6 +252,7 @@ impl Gateway {
             store,
             revocations,
             issuer_log,
+            jwks,
             _stop: stop,
         }
     }
