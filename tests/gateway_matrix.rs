@@ -170,6 +170,8 @@ fn bad_cases(gw: &Gateway) -> Vec<Bad> {
     expired.exp = now - 3600;
     expired.iat = now - 7200;
     expired.nbf = now - 7200;
+    let mut unforwardable = good_claims.clone();
+    unforwardable.sub = "eve\r\nX-Auth-Side: backoffice".into();
     let mut early = good_claims.clone();
     early.nbf = now + 600;
     let mut tampered: Vec<String> = good.split('.').map(String::from).collect();

@@ -215,12 +215,15 @@ async fn refusing_upstream() -> SocketAddr {
     addr
 }
 
-/// An upstream that reads requests and never answers.
-async fn silent_upstream() -> SocketAddr {
+/// An upstream that reads requests and never answers; counts connections.
+async fn silent_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = bind().await;
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 while let Ok(n) = stream.read(&mut buf).await {
@@ -231,7 +234,7 @@ async fn silent_upstream() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, accepted)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +265,7 @@ async fn upstream_down_refusing_or_slow() {
         ),
         (
             "slow",
-            format!("http://{}", silent_upstream().await),
+            format!("http://{}", silent_upstream().await.0),
             504,
             &timeout,
         ),
@@ -284,6 +287,63 @@ async fn upstream_down_refusing_or_slow() {
         );
         assert!(started.elapsed() < Duration::from_secs(5), "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_request_timeout_and_load_shedding() {
+    let (silent, accepted) = silent_upstream().await;
+    let upstream = format!("http://{silent}");
+    let gw = Gateway::build(Setup {
+        gateway_toml: "request_timeout = \"300ms\"\nupstream_timeout = \"10s\"",
+        upstream: &upstream,
+        ..Setup::default()
+    })
+    .await;
+    let token = gw.token("acme", TokenKind::Customer);
+    let reply = gw.get("acme.test", "/api/users", Some(&token)).await;
+    assert_eq!(reply.status, 408, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        error_doc(
+            408,
+            "request_timeout",
+            "Request Timeout",
+            "the request took too long"
+        )
+    );
+
+    // One request in flight fills a gateway limited to one: the next is
+    // shed at once, not queued.
+    let full = Gateway::build(Setup {
+        gateway_toml: "max_concurrent_requests = 1\nupstream_timeout = \"10s\"",
+        upstream: &upstream,
+        ..Setup::default()
+    })
+    .await;
+    let token = full.token("acme", TokenKind::Customer);
+    let before = accepted.load(Ordering::SeqCst);
+    let (client, url) = (full.http.clone(), full.url("acme.test", "/api/users"));
+    let pending = tokio::spawn({
+        let token = token.clone();
+        async move { client.get(url).bearer_auth(token).send().await }
+    });
+    wait_until("the first request reaches the upstream", || {
+        accepted.load(Ordering::SeqCst) > before
+    })
+    .await;
+    let reply = full.get("acme.test", "/api/users", Some(&token)).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(
+        reply.body,
+        error_doc(
+            503,
+            "overloaded",
+            "Service Unavailable",
+            "the gateway is overloaded; retry later"
+        )
+    );
+    pending.abort();
 }
 
 /// An upstream whose responses and request handling the test steers:
