@@ -6,7 +6,8 @@
 //! it arrives and the response body is handed back the same way, so memory
 //! per request does not grow with body size. The upstream has
 //! `gateway.upstream_timeout` to send its response head (504 past it); a
-//! refused or failed connection is 502.
+//! connection refused, reset, or not made within
+//! `gateway.upstream_connect_timeout` is 502.
 
 pub mod client;
 pub mod headers;
@@ -123,13 +124,10 @@ impl Proxy {
                 return Err(Reject::UpstreamTimeout);
             }
             Ok(Err(e)) => {
-                let timed_out = is_timeout(&e);
+                // Refused, reset, or not connected within the connect
+                // timeout: the upstream is unreachable.
                 tracing::warn!(upstream = %base, cause = %error_chain(&e), "upstream request failed");
-                return Err(if timed_out {
-                    Reject::UpstreamTimeout
-                } else {
-                    Reject::UpstreamUnreachable
-                });
+                return Err(Reject::UpstreamUnreachable);
             }
             Ok(Ok(response)) => response,
         };
@@ -150,20 +148,6 @@ fn upstream_uri(base: &Uri, request: &Uri) -> Option<Uri> {
     parts.authority = Some(base.authority()?.clone());
     parts.path_and_query = Some(format!("{prefix}{path_and_query}").parse().ok()?);
     Uri::from_parts(parts).ok()
-}
-
-/// A connect timeout is a timeout too (504), not a refusal (502).
-fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
