@@ -25,9 +25,9 @@ use splitgate_shared::store::{self, Change, Event, Store, encode};
 use splitgate_shared::time::now_secs;
 use splitgate_shared::{StoreError, Tenant, Tenants};
 
-/// Tokens of a retired key may still arrive this long after their `exp`
-/// (clock skew at the gateways).
-const DROP_MARGIN: u64 = 120;
+/// Beyond the gateways' leeway, a retired key stays published this much
+/// longer (clocks of issuer and gateway processes disagree a little).
+const DROP_MARGIN: u64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredKey {
@@ -128,6 +128,9 @@ pub struct KeyRing {
     kek: Kek,
     published: Arc<PublishedKeys>,
     publish_delay: Duration,
+    /// Seconds a retired key outlives its last token: the gateways' leeway
+    /// plus [`DROP_MARGIN`].
+    drop_margin: u64,
     tenants: ArcSwap<HashMap<String, Arc<TenantKeys>>>,
     last_published: std::sync::Mutex<HashMap<String, Fingerprint>>,
 }
@@ -142,12 +145,14 @@ impl KeyRing {
         kek: Kek,
         published: Arc<PublishedKeys>,
         publish_delay: Duration,
+        leeway: Duration,
     ) -> KeyRing {
         KeyRing {
             store,
             kek,
             published,
             publish_delay,
+            drop_margin: leeway.as_secs() + DROP_MARGIN,
             tenants: ArcSwap::default(),
             last_published: Default::default(),
         }
@@ -183,7 +188,7 @@ impl KeyRing {
             let mut next = ring.clone();
             for old in &mut next.keys {
                 old.drop_at
-                    .get_or_insert(now + tenant.access_token_ttl.as_secs() + DROP_MARGIN);
+                    .get_or_insert(now + tenant.access_token_ttl.as_secs() + self.drop_margin);
             }
             next.keys.push(self.new_key(tenant, now)?);
             if self.write(&tenant.id, raw.as_deref(), &next).await? {
@@ -220,7 +225,7 @@ impl KeyRing {
             let now = now_secs();
             let mut next = ring.clone();
             let new = self.new_key(tenant, now + self.publish_delay.as_secs())?;
-            let drop_at = new.active_at + tenant.access_token_ttl.as_secs() + DROP_MARGIN;
+            let drop_at = new.active_at + tenant.access_token_ttl.as_secs() + self.drop_margin;
             for old in &mut next.keys {
                 if old.drop_at.is_none_or(|d| d > drop_at) {
                     old.drop_at = Some(drop_at);

@@ -100,6 +100,7 @@ impl Issuer {
             parts.kek,
             parts.keys,
             parts.config.key_publish_delay,
+            parts.config.verifier_leeway,
         );
         keys.start(&parts.tenants).await?;
         let ctx = Arc::new(Ctx {

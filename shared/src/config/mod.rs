@@ -123,6 +123,9 @@ pub struct IssuerConfig {
     pub key_publish_delay: Duration,
     /// Lifetime of a login session cookie on the authorize pages.
     pub login_session_ttl: Duration,
+    /// The clock skew gateways allow (`gateway.leeway`): a retired key stays
+    /// published this long after its last token's `exp`.
+    pub verifier_leeway: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

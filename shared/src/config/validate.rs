@@ -164,6 +164,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<(String, String)>> 
             "8h",
             Duration::from_secs(60),
         ),
+        verifier_leeway: gateway.leeway,
     };
     if issuer.key_publish_delay <= gateway.jwks_refresh && raw.issuer.key_publish_delay.is_some() {
         c.fail(
