@@ -264,7 +264,11 @@ pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow
                 println!("revoked every token of {subject} issued before now");
             }
         }
-        Command::Serve { .. } | Command::Issuer | Command::Gateway | Command::Config(_) => {
+        Command::Serve { .. }
+        | Command::Issuer
+        | Command::Gateway
+        | Command::DemoBackend { .. }
+        | Command::Config(_) => {
             bail!("not an admin command")
         }
     }

@@ -36,6 +36,12 @@ pub enum Command {
     Issuer,
     /// Run the gateway alone, in front of `gateway.issuer_url`.
     Gateway,
+    /// Run only the demo JSON:API backend (for the compose and Kubernetes
+    /// examples; `serve --demo` starts it by itself).
+    DemoBackend {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+    },
     /// Manage OAuth clients (through the admin API).
     #[command(subcommand)]
     Client(ClientCommand),

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             Command::Serve { demo: false } => run_until_signal(Mode::Serve, config).await,
             Command::Issuer => run_until_signal(Mode::Issuer, config).await,
             Command::Gateway => run_until_signal(Mode::Gateway, config).await,
+            Command::DemoBackend { listen } => demo_backend(listen).await,
             admin => splitgate::admin_client::run(&config, admin_url.as_deref(), admin).await,
         }
     });
@@ -56,6 +57,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn demo_backend(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let backend = splitgate::demo::DemoBackend::start(listener)?;
+    println!("splitgate demo backend listening: {}", backend.url());
+    run::shutdown_signal().await;
+    Ok(())
 }
 
 async fn run_until_signal(mode: Mode, config: splitgate_shared::Config) -> anyhow::Result<()> {

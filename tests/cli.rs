@@ -170,18 +170,37 @@ fn config_check_reports_every_error_with_key_and_file() {
 }
 
 #[test]
-fn the_quickstart_config_is_valid() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/quickstart.toml");
-    let out = Command::new(BIN)
-        .args(["--config", path, "config", "check"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn the_deploy_configs_are_valid() {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+    let check = |path: &str, env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["--config", path, "config", "check"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    check(&format!("{deploy}/quickstart.toml"), &[]);
+    // The shared-Redis config takes its URL (with the password) from a variable.
+    let redis = [("SPLITGATE_STORE__URL", "redis://:secret@redis:6379/0")];
+    check(&format!("{deploy}/shared-redis.toml"), &redis);
+    // The Kubernetes ConfigMap embeds the same kind of file.
+    let configmap = std::fs::read_to_string(format!("{deploy}/kubernetes/configmap.yaml")).unwrap();
+    let toml: String = configmap
+        .split("splitgate.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    check(write_config(dir.path(), &toml).to_str().unwrap(), &redis);
 }
 
 #[tokio::test]
