@@ -9,12 +9,20 @@
 #[path = "support/gateway.rs"]
 mod support;
 
+/// The binary's own test support: `serve` mode, admin API, token endpoint.
+#[path = "support/mod.rs"]
+mod serve_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use splitgate_shared::AccessClaims;
+use splitgate::demo::DemoBackend;
 use splitgate_shared::keys::SigningAlg;
 use splitgate_shared::revocation::{self, Revocation, RevocationView};
 use splitgate_shared::side::Side;
+use splitgate_shared::{AccessClaims, Tenant, Tenants};
 use support::{Gateway, Setup, SignedTokens, TokenKind, TokenSource, error_doc, raw, wait_until};
 
 fn claims_of(token: &str) -> AccessClaims {
@@ -35,9 +43,45 @@ enum Caller {
     Anonymous,
 }
 
+/// Where the matrix runs: a gateway in front of the demo backend, either
+/// the gateway alone with a stub issuer or the whole `serve` mode.
+struct Deployment<'a> {
+    http: &'a reqwest::Client,
+    port: u16,
+    backend: &'a DemoBackend,
+    tenants: Tenants,
+}
+
+impl Deployment<'_> {
+    fn of(gw: &Gateway) -> Deployment<'_> {
+        Deployment {
+            http: &gw.http,
+            port: gw.addr.port(),
+            backend: &gw.backend,
+            tenants: gw.tenants.clone(),
+        }
+    }
+
+    fn tenant(&self, id: &str) -> &Arc<Tenant> {
+        self.tenants.by_id(id).unwrap()
+    }
+
+    fn api(&self, tenant: &str, side: Side) -> String {
+        self.tenant(tenant).api_path(side)
+    }
+
+    async fn get(&self, host: &str, path: &str, token: Option<&str>) -> support::Reply {
+        let mut req = self.http.get(format!("http://{host}:{}{path}", self.port));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        support::Reply::from(req.send().await.unwrap()).await
+    }
+}
+
 /// The matrix of the "done when": each caller against each API,
 /// with the backend's record checked after every cell.
-async fn matrix(gw: &Gateway, tokens: &impl TokenSource) {
+async fn matrix(gw: &Deployment<'_>, tokens: &impl TokenSource) {
     let mut callers: Vec<Caller> = TokenKind::ALL.iter().map(|k| Caller::Own(*k)).collect();
     callers.push(Caller::Anonymous);
     callers.extend(TokenKind::ALL.iter().map(|k| Caller::OtherTenant(*k)));
@@ -105,7 +149,13 @@ async fn matrix(gw: &Gateway, tokens: &impl TokenSource) {
                         assert_eq!(s.auth("tenant"), Some(tenant), "{cell}");
                         assert_eq!(s.auth("side"), Some(api.as_str()), "{cell}");
                         assert_eq!(s.auth("subject"), Some(claims.sub.as_str()), "{cell}");
-                        assert_eq!(s.auth("subject"), Some(kind.subject().0.as_str()), "{cell}");
+                        let expected_subject = match kind {
+                            TokenKind::BackofficeUser => claims.sub == "admin",
+                            TokenKind::Customer => claims.sub == "alice@example.com",
+                            TokenKind::Guest => claims.sub.starts_with("visitor:"),
+                            _ => claims.sub == claims.client_id,
+                        };
+                        assert!(expected_subject, "{cell}: sub {}", claims.sub);
                         assert_eq!(s.auth("kind"), Some(kind.kind().as_str()), "{cell}");
                         assert_eq!(
                             s.auth("client-id"),
@@ -136,7 +186,175 @@ async fn matrix(gw: &Gateway, tokens: &impl TokenSource) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_token_reaches_only_its_own_side_of_its_own_tenant() {
     let gw = Gateway::start().await;
-    matrix(&gw, &SignedTokens(&gw)).await;
+    matrix(&Deployment::of(&gw), &SignedTokens(&gw)).await;
+}
+
+/// Tokens from the real issuer's grants: password (back-office user,
+/// customer, guest) and client credentials of each side.
+struct IssuerTokens(HashMap<(String, TokenKind), String>);
+
+impl TokenSource for IssuerTokens {
+    fn token(&self, tenant: &str, kind: TokenKind) -> String {
+        self.0[&(tenant.to_owned(), kind)].clone()
+    }
+}
+
+impl IssuerTokens {
+    async fn obtain(s: &serve_support::Server) -> IssuerTokens {
+        let mut tokens = HashMap::new();
+        for tenant in ["acme", "globex"] {
+            let host = format!("{tenant}.test");
+            let app = |side: &str, grant: &str| serde_json::json!({"side": side, "name": format!("{side} {grant}"), "grants": [grant]});
+            let (bo_app, bo_app_secret) = s.client(tenant, app("backoffice", "password")).await;
+            let (sf_app, sf_app_secret) = s.client(tenant, app("storefront", "password")).await;
+            let (bo_cc, bo_cc_secret) = s
+                .client(tenant, app("backoffice", "client_credentials"))
+                .await;
+            let (sf_cc, sf_cc_secret) = s
+                .client(tenant, app("storefront", "client_credentials"))
+                .await;
+            s.user(tenant, "backoffice", "admin", "correct horse battery")
+                .await;
+            s.user(
+                tenant,
+                "storefront",
+                "alice@example.com",
+                "battery staple horse",
+            )
+            .await;
+            let password = |username: &'static str, password: &'static str| {
+                vec![
+                    ("grant_type", "password"),
+                    ("username", username),
+                    ("password", password),
+                ]
+            };
+            let cc = vec![("grant_type", "client_credentials")];
+            for (kind, form, client, secret) in [
+                (
+                    TokenKind::BackofficeUser,
+                    password("admin", "correct horse battery"),
+                    &bo_app,
+                    &bo_app_secret,
+                ),
+                (
+                    TokenKind::Customer,
+                    password("alice@example.com", "battery staple horse"),
+                    &sf_app,
+                    &sf_app_secret,
+                ),
+                (
+                    TokenKind::Guest,
+                    password("guest", "guest"),
+                    &sf_app,
+                    &sf_app_secret,
+                ),
+                (
+                    TokenKind::BackofficeClient,
+                    cc.clone(),
+                    &bo_cc,
+                    &bo_cc_secret,
+                ),
+                (
+                    TokenKind::StorefrontClient,
+                    cc.clone(),
+                    &sf_cc,
+                    &sf_cc_secret,
+                ),
+            ] {
+                let reply = s.token(&host, &form, Some((client, secret))).await;
+                assert_eq!(reply.status, 200, "{tenant} {kind:?}: {}", reply.text);
+                let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+                tokens.insert((tenant.to_owned(), kind), token);
+            }
+        }
+        IssuerTokens(tokens)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_matrix_with_tokens_from_the_issuer_in_serve_mode() {
+    let backend = DemoBackend::start(support::bind().await).unwrap();
+    let s =
+        serve_support::Server::start_with(splitgate::run::Mode::Serve, "", &backend.url(), None)
+            .await;
+    let tokens = IssuerTokens::obtain(&s).await;
+    let config = splitgate_shared::config::load_str(
+        &serve_support::TENANTS.replace("{UPSTREAM}", &backend.url()),
+    )
+    .unwrap();
+    let deployment = Deployment {
+        http: &s.http,
+        port: s.running.public.port(),
+        backend: &backend,
+        tenants: Tenants::new(config.tenants),
+    };
+    wait_for_revocation_feed(&deployment, &tokens).await;
+    matrix(&deployment, &tokens).await;
+
+    // A token revoked through the issuer (RFC 7009) is refused on the very
+    // next request.
+    let (app, secret) = s
+        .client(
+            "acme",
+            serde_json::json!({"side": "storefront", "name": "revoker", "grants": ["password"]}),
+        )
+        .await;
+    let login = [
+        ("grant_type", "password"),
+        ("username", "alice@example.com"),
+        ("password", "battery staple horse"),
+    ];
+    let reply = s.token("acme.test", &login, Some((&app, &secret))).await;
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        deployment
+            .get("acme.test", "/api/orders", Some(&token))
+            .await
+            .status,
+        200
+    );
+    let revoke = s
+        .http
+        .post(s.url("acme.test", "/oauth2-token/revoke"))
+        .basic_auth(&app, Some(&secret))
+        .form(&[
+            ("token", token.as_str()),
+            ("token_type_hint", "access_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let reply = deployment
+        .get("acme.test", "/api/orders", Some(&token))
+        .await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        error_doc(
+            401,
+            "invalid_token",
+            "Unauthorized",
+            "the token has been revoked"
+        )
+    );
+    s.stop().await;
+}
+
+/// In `serve` mode the revocation view syncs in the background; until it
+/// has, API routes answer 503.
+async fn wait_for_revocation_feed(d: &Deployment<'_>, tokens: &IssuerTokens) {
+    let token = tokens.token("acme", TokenKind::Customer);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while d.get("acme.test", "/api", Some(&token)).await.status == 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation view never synced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    d.backend.log().clear();
 }
 
 /// One refusal case: the `Authorization` value (or none), the expected

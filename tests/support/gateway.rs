@@ -45,7 +45,7 @@ upstream = "{UPSTREAM}"
 "#;
 
 /// Every kind of token the matrix uses (DESIGN §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenKind {
     /// Password or code grant of a back-office user: `sub` = username.
     BackofficeUser,
