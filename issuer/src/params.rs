@@ -76,7 +76,7 @@ impl Params {
     }
 }
 
-fn decode_form(raw: &[u8]) -> OAuthResult<String> {
+pub(crate) fn decode_form(raw: &[u8]) -> OAuthResult<String> {
     let plus_as_space: Vec<u8> = raw
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })

@@ -40,7 +40,6 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-#[allow(dead_code)] // used by the code flow (issue 4)
 /// The registered URI that `presented` matches, if any. Comparison is on
 /// the exact string; only for a loopback IP literal may the port differ.
 pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a str> {
@@ -75,7 +74,6 @@ pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a s
     })
 }
 
-#[allow(dead_code)]
 /// `http://127.0.0.1:1234/cb?x` -> `http://127.0.0.1/cb?x`, on the raw text.
 fn strip_port_raw(uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("http://")?;
