@@ -49,6 +49,7 @@ pub(super) struct RawStore {
     pub cluster: Option<Vec<String>>,
     pub encryption_key: Option<String>,
     pub timeout: Option<String>,
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +120,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "cluster",
             "encryption_key",
             "timeout",
+            "ca",
         ],
     ),
     (

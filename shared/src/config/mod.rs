@@ -74,6 +74,9 @@ pub struct StoreConfig {
     /// Upper bound on one store call; past it the call fails with
     /// `temporarily_unavailable` instead of hanging a request.
     pub timeout: Duration,
+    /// A PEM CA that `rediss://` servers are verified against, instead of
+    /// the system roots.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

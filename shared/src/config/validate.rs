@@ -259,6 +259,7 @@ fn store(c: &mut Check, raw: super::file::RawStore) -> StoreConfig {
             "2s",
             Duration::from_millis(10),
         ),
+        ca: raw.ca.map(PathBuf::from),
     }
 }
 

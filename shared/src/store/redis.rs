@@ -67,16 +67,27 @@ impl RedisStore {
             name: names.join(", "),
             cluster,
         };
+        let certs = match &config.ca {
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Failed(format!("store.ca ({}): {e}", path.display()))
+                })?),
+            }),
+            None => None,
+        };
         let mut nodes = Vec::with_capacity(urls.len());
         for (url, name) in urls.iter().zip(names) {
-            let client = Client::open(url.as_str()).map_err(|e| {
-                StoreError::Failed(format!("`{name}` is not a usable Redis URL: {e}"))
-            })?;
+            let client = match &certs {
+                Some(certs) => Client::build_with_tls(url.as_str(), certs.clone()),
+                None => Client::open(url.as_str()),
+            }
+            .map_err(|e| StoreError::Failed(format!("`{name}` is not a usable Redis URL: {e}")))?;
             nodes.push(Node { client, name });
         }
         let connecting = async {
             let conn = if cluster {
-                Conn::cluster(&urls, timeout).await?
+                Conn::cluster(&urls, timeout, certs.clone()).await?
             } else {
                 Conn::single(nodes[0].client.clone(), timeout).await?
             };

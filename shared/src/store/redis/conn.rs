@@ -45,14 +45,21 @@ impl Conn {
 
     /// Connects to a Redis Cluster through its seed nodes (any reachable
     /// one gives the slot map).
-    pub(super) async fn cluster(seeds: &[String], timeout: Duration) -> RedisResult<Conn> {
-        let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+    pub(super) async fn cluster(
+        seeds: &[String],
+        timeout: Duration,
+        certs: Option<redis::TlsCertificates>,
+    ) -> RedisResult<Conn> {
+        let mut builder = ClusterClient::builder(seeds.iter().map(String::as_str))
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(CLUSTER_RETRIES)
             .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
-            .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
-            .build()?;
+            .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
+        if let Some(certs) = certs {
+            builder = builder.certs(certs);
+        }
+        let client = builder.build()?;
         Ok(Conn::Cluster(client.get_async_connection().await?))
     }
 
