@@ -243,4 +243,5 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+pub mod process;
 pub mod redis;
