@@ -109,35 +109,7 @@ enum Authentication {
 
 fn build(parts: GatewayParts, authentication: Authentication) -> Result<HttpService, GatewayError> {
     let config = &parts.config;
-    let client = proxy::client::build(config, Versions::Any)?;
-    let backend = Proxy::to_tenant_upstream(client, config.upstream_timeout);
-    let api: HttpService = match authentication {
-        Authentication::Required => {
-            let verifier = Arc::new(Verifier::new(
-                parts.keys.clone(),
-                config.leeway.as_secs(),
-                parts.jwks.clone(),
-            ));
-            BoxCloneSyncService::new(
-                ServiceBuilder::new()
-                    // First on the API branch: nothing reaches the backend without a
-                    // token verified for this tenant and the route's side.
-                    .layer(AuthnLayer::new(verifier, config.max_token_bytes))
-                    // Needs the verified jti/sid/sub; must refuse before anything is sent.
-                    .layer(RevocationLayer::new(
-                        parts.revocations.clone(),
-                        config.revocation_max_staleness,
-                        config.revocation_fail_open,
-                    ))
-                    // Last before the proxy, so the backend's idea of the caller comes
-                    // from verified claims and nothing else.
-                    .layer(IdentityLayer::new(config.forward_authorization))
-                    .service(backend),
-            )
-        }
-        Authentication::Off => BoxCloneSyncService::new(backend),
-    };
-
+    let api = api_branch(&parts, authentication)?;
     let app = ServiceBuilder::new()
         // Outermost: every log line and every response, errors included,
         // carries the request id (the client's, or a new UUID).
@@ -148,6 +120,7 @@ fn build(parts: GatewayParts, authentication: Authentication) -> Result<HttpServ
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+        // The trace layer wraps response bodies; back to the one body type.
         .map_response(box_body)
         // Wraps everything below, so the span covers rejections as well.
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -157,6 +130,7 @@ fn build(parts: GatewayParts, authentication: Authentication) -> Result<HttpServ
         .layer(tower::timeout::TimeoutLayer::new(config.request_timeout))
         // Refuses at once rather than queueing when the gateway is full.
         .layer(tower::load_shed::LoadShedLayer::new())
+        // The bound load shedding enforces: max_concurrent_requests in flight.
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             config.max_concurrent_requests,
         ))
@@ -174,6 +148,41 @@ fn build(parts: GatewayParts, authentication: Authentication) -> Result<HttpServ
             issuer: parts.issuer,
         });
     Ok(BoxCloneSyncService::new(app))
+}
+
+/// What API requests go through after the fork: authentication,
+/// revocation and identity headers, then the proxy to the tenant's backend.
+fn api_branch(
+    parts: &GatewayParts,
+    authentication: Authentication,
+) -> Result<HttpService, GatewayError> {
+    let config = &parts.config;
+    let client = proxy::client::build(config, Versions::Any)?;
+    let backend = Proxy::to_tenant_upstream(client, config.upstream_timeout);
+    if matches!(authentication, Authentication::Off) {
+        return Ok(BoxCloneSyncService::new(backend));
+    }
+    let verifier = Arc::new(Verifier::new(
+        parts.keys.clone(),
+        config.leeway.as_secs(),
+        parts.jwks.clone(),
+    ));
+    Ok(BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            // First on the API branch: nothing reaches the backend without a
+            // token verified for this tenant and the route's side.
+            .layer(AuthnLayer::new(verifier, config.max_token_bytes))
+            // Needs the verified jti/sid/sub; must refuse before anything is sent.
+            .layer(RevocationLayer::new(
+                parts.revocations.clone(),
+                config.revocation_max_staleness,
+                config.revocation_fail_open,
+            ))
+            // Last before the proxy, so the backend's idea of the caller comes
+            // from verified claims and nothing else.
+            .layer(IdentityLayer::new(config.forward_authorization))
+            .service(backend),
+    ))
 }
 
 /// Forwards the issuer's public endpoints to a separate issuer at

@@ -1,8 +1,9 @@
-//! Path safety (DESIGN §5), table-driven, over raw sockets so that every
-//! request target reaches the gateway byte for byte: no hostile spelling
-//! of a path ever gets a request to the backend on a side its token does
-//! not belong to. Each target is tried with a storefront (customer) token
-//! and a back-office (user) token of the same tenant.
+//! Routing, end to end over real sockets: path safety (DESIGN §5),
+//! table-driven over raw sockets so that every request target reaches the
+//! gateway byte for byte, with no hostile spelling of a path ever getting a
+//! request to the backend on a side its token does not belong to (each
+//! target is tried with a storefront and a back-office token); absolute-form
+//! targets; the issuer's endpoints; the RFC 9728 metadata; CORS.
 
 #![allow(clippy::unwrap_used)]
 
@@ -256,4 +257,231 @@ async fn absolute_form_targets_and_disagreeing_hosts() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].path, "/api/users");
     assert_eq!(seen[0].auth("tenant"), Some("acme"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_endpoints_go_to_the_issuer_with_the_tenant() {
+    let gw = Gateway::start().await;
+    let cases = [
+        ("acme", "POST", "/oauth2-token"),
+        ("acme", "GET", "/oauth2-token/authorize"),
+        ("acme", "GET", "/oauth2-token/authorize-visitor"),
+        ("acme", "POST", "/oauth2-token/revoke"),
+        ("acme", "POST", "/oauth2-token/introspect"),
+        ("acme", "GET", "/admin/oauth2-token/authorize"),
+        ("acme", "GET", "/.well-known/jwks.json"),
+        (
+            "acme",
+            "GET",
+            "/.well-known/oauth-authorization-server/oauth2-server",
+        ),
+        (
+            "acme",
+            "GET",
+            "/.well-known/oauth-authorization-server/admin/oauth2-server",
+        ),
+        ("globex", "GET", "/backoffice/oauth2-token/authorize"),
+        (
+            "globex",
+            "GET",
+            "/.well-known/oauth-authorization-server/backoffice/oauth2-server",
+        ),
+    ];
+    for (tenant, method, path) in cases {
+        let reply = gw
+            .http
+            .request(
+                method.parse().unwrap(),
+                gw.url(&format!("{tenant}.test"), path),
+            )
+            .send()
+            .await
+            .unwrap();
+        let reply = support::Reply::from(reply).await;
+        assert_eq!(reply.status, 200, "{tenant} {path}");
+        assert_eq!(reply.json()["tenant"], tenant, "{path}");
+        let last = gw.issuer_log.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            last,
+            (tenant.to_owned(), method.to_owned(), path.to_owned())
+        );
+    }
+    // Not issuer paths: 404 here, and neither issuer nor backend is asked.
+    for path in [
+        "/admin/oauth2-token-x",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/backoffice/oauth2-server",
+        "/.well-known/openid-configuration",
+        "/oauth2-server",
+    ] {
+        let reply = gw.get("acme.test", path, None).await;
+        assert_eq!(reply.status, 404, "{path}");
+    }
+    assert_eq!(gw.issuer_log.lock().unwrap().len(), cases.len());
+    assert!(gw.backend.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_resource_metadata_for_both_apis() {
+    let gw = Gateway::start().await;
+    for (host, path, resource, issuer) in [
+        (
+            "acme.test",
+            "/.well-known/oauth-protected-resource/api",
+            "http://acme.test/api",
+            "http://acme.test/oauth2-server",
+        ),
+        (
+            "acme.test",
+            "/.well-known/oauth-protected-resource/admin/api",
+            "http://acme.test/admin/api",
+            "http://acme.test/admin/oauth2-server",
+        ),
+        (
+            "globex.test",
+            "/.well-known/oauth-protected-resource/api",
+            "https://globex.test/api",
+            "https://globex.test/oauth2-server",
+        ),
+        (
+            "globex.test",
+            "/.well-known/oauth-protected-resource/backoffice/api",
+            "https://globex.test/backoffice/api",
+            "https://globex.test/backoffice/oauth2-server",
+        ),
+    ] {
+        let reply = gw.get(host, path, None).await;
+        assert_eq!(reply.status, 200, "{host}{path}");
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let doc = reply.json();
+        assert_eq!(doc["resource"], resource);
+        assert_eq!(doc["authorization_servers"], serde_json::json!([issuer]));
+        assert_eq!(
+            doc["bearer_methods_supported"],
+            serde_json::json!(["header"])
+        );
+    }
+    assert_eq!(
+        gw.get(
+            "globex.test",
+            "/.well-known/oauth-protected-resource/admin/api",
+            None
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_for_the_storefront_api_and_token_endpoint_only() {
+    let gw = Gateway::start().await;
+    let preflight = |host: &str, path: &str, origin: &str| {
+        gw.http
+            .request(reqwest::Method::OPTIONS, gw.url(host, path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let shop = "https://shop.acme.test";
+    for path in ["/api/orders", "/oauth2-token", "/oauth2-token/revoke"] {
+        let reply = support::Reply::from(preflight("acme.test", path, shop).await.unwrap()).await;
+        assert_eq!(reply.status, 204, "{path}");
+        assert_eq!(reply.header("access-control-allow-origin"), Some(shop));
+        assert!(
+            reply
+                .header("access-control-allow-methods")
+                .unwrap()
+                .contains("POST")
+        );
+        assert!(
+            reply
+                .header("access-control-allow-headers")
+                .unwrap()
+                .contains("Authorization")
+        );
+    }
+    let forbidden = error_doc(
+        403,
+        "cors_forbidden",
+        "Forbidden",
+        "this origin may not call this endpoint",
+    );
+    for (host, path, origin) in [
+        ("acme.test", "/api/orders", "https://evil.example"),
+        ("acme.test", "/admin/api/orders", shop),
+        ("acme.test", "/oauth2-token/authorize", shop),
+        ("globex.test", "/api/orders", shop),
+    ] {
+        let reply = support::Reply::from(preflight(host, path, origin).await.unwrap()).await;
+        assert_eq!(reply.status, 403, "{host}{path} from {origin}");
+        assert_eq!(reply.body, forbidden);
+        assert_eq!(reply.header("access-control-allow-origin"), None);
+    }
+    assert!(
+        gw.issuer_log.lock().unwrap().is_empty(),
+        "preflights are answered by the gateway"
+    );
+    assert!(gw.backend.requests().is_empty());
+
+    // Actual requests: the allowed origin is named, on errors too.
+    let token = gw.token("acme", TokenKind::Customer);
+    let reply = gw
+        .http
+        .get(gw.url("acme.test", "/api/orders"))
+        .bearer_auth(&token)
+        .header("origin", shop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.headers()["access-control-allow-origin"], shop);
+    let reply = gw
+        .http
+        .get(gw.url("acme.test", "/api/orders"))
+        .header("origin", shop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 401);
+    assert_eq!(reply.headers()["access-control-allow-origin"], shop);
+    assert!(
+        reply.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("WWW-Authenticate")
+    );
+    let bo = gw.token("acme", TokenKind::BackofficeUser);
+    let reply = gw
+        .http
+        .get(gw.url("acme.test", "/admin/api/orders"))
+        .bearer_auth(&bo)
+        .header("origin", shop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert!(reply.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_a_request_id() {
+    let gw = Gateway::start().await;
+    let reply = gw.get("acme.test", "/nowhere", None).await;
+    assert!(
+        reply
+            .header("x-request-id")
+            .is_some_and(|id| id.len() >= 32)
+    );
+    let reply = gw
+        .http
+        .get(gw.url("acme.test", "/nowhere"))
+        .header("x-request-id", "trace-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.headers()["x-request-id"], "trace-me");
 }
