@@ -87,6 +87,9 @@ impl Reject {
 
     /// The response for this refusal.
     pub fn response(self) -> http::Response<Body> {
+        if self == Reject::Internal {
+            tracing::error!("a gateway layer found a request without what an earlier layer adds");
+        }
         let (status, code) = self.status_and_code();
         let mut response = document(status, code, &self.to_string());
         let headers = response.headers_mut();

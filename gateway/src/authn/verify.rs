@@ -27,8 +27,9 @@ use crate::jwks::JwksFetcher;
 /// Header parameters that would let a token bring or point to its own key.
 const FORBIDDEN_HEADERS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "crit"];
 
-/// How many verified tokens are remembered (see [`TokenCache`]).
-pub const CACHE_CAPACITY: usize = 65_536;
+/// How many verified tokens are remembered (see [`TokenCache`]): about
+/// 1 KiB each, so some 16 MiB at most.
+pub const CACHE_CAPACITY: usize = 16_384;
 
 /// Verifies tokens against the published keys; shared by every request.
 pub struct Verifier {
@@ -200,6 +201,38 @@ mod tests {
                 "{alg}: the other side refuses it"
             );
         }
+    }
+
+    #[test]
+    fn the_cache_follows_the_published_key_set() {
+        let keys = PublishedKeys::new();
+        let m = Minted::new(SigningAlg::Es256);
+        keys.set("acme", m.set);
+        let verifier = Verifier::new(keys.clone(), 30, None);
+        let t = tenant("acme", "acme.test");
+        let claims = claims_for(&t, Side::Storefront, Kind::Customer, "c@example.com");
+        let token = m.key.sign_jwt(&claims).unwrap();
+        assert_eq!(
+            *verifier.verify(&t, Side::Storefront, &token).unwrap(),
+            claims
+        );
+        assert_eq!(verifier.cache.len(), 1);
+        assert_eq!(
+            *verifier.verify(&t, Side::Storefront, &token).unwrap(),
+            claims
+        );
+        assert_eq!(
+            verifier.verify(&t, Side::Backoffice, &token),
+            Err(TokenError::WrongAudience),
+            "a cached token is still refused on the other side"
+        );
+        keys.set("acme", Minted::new(SigningAlg::Es256).set);
+        assert_eq!(
+            verifier.verify(&t, Side::Storefront, &token),
+            Err(TokenError::UnknownKey),
+            "once the key is no longer published, the cache does not vouch for it"
+        );
+        assert_eq!(verifier.cache.len(), 0);
     }
 
     #[test]
