@@ -5,16 +5,14 @@
 //! to the backend unless `gateway.forward_authorization = false`.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready, ready};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use splitgate_shared::Tenant;
 use splitgate_shared::http::Body;
-use tower::{Layer, Service};
 
 use crate::authn::Authenticated;
 use crate::error::{Refusal, Reject, TokenError};
+use crate::gate::{Gate, gate_layer};
 
 pub const X_AUTH_TENANT: HeaderName = HeaderName::from_static("x-auth-tenant");
 pub const X_AUTH_SIDE: HeaderName = HeaderName::from_static("x-auth-side");
@@ -69,41 +67,10 @@ impl IdentityLayer {
     }
 }
 
-impl<S> Layer<S> for IdentityLayer {
-    type Service = Identity<S>;
+gate_layer!(IdentityLayer);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Identity {
-            inner,
-            layer: *self,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Identity<S> {
-    inner: S,
-    layer: IdentityLayer,
-}
-
-type Answer = Ready<Result<Response<Body>, std::convert::Infallible>>;
-
-impl<S> Service<Request<Body>> for Identity<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        match self.layer.apply(&mut req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
-            Err(refusal) => Either::Left(ready(Ok(refusal.response()))),
-        }
+impl Gate for IdentityLayer {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Response<Body>> {
+        self.apply(req).map_err(Refusal::response)
     }
 }

@@ -12,6 +12,7 @@
 pub mod authn;
 pub mod cors;
 pub mod error;
+mod gate;
 pub mod identity;
 pub mod jwks;
 pub mod limits;

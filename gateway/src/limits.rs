@@ -18,6 +18,7 @@ use splitgate_shared::http::{Body, BoxError};
 use tower::{Layer, Service};
 
 use crate::error::Reject;
+use crate::gate::{Gate, gate_layer};
 
 /// What an error of tower's timeout and load-shed layers means: 408 and
 /// 503; anything else is a bug, answered 500.
@@ -62,7 +63,8 @@ where
 {
     type Response = Response<Body>;
     type Error = std::convert::Infallible;
-    type Future = Either<Answer, RescueFuture<S::Future>>;
+    type Future =
+        Either<Ready<Result<Response<Body>, std::convert::Infallible>>, RescueFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.failed.is_none()
@@ -114,38 +116,10 @@ impl HeaderLimitLayer {
     }
 }
 
-impl<S> Layer<S> for HeaderLimitLayer {
-    type Service = HeaderLimit<S>;
+gate_layer!(HeaderLimitLayer);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        HeaderLimit {
-            inner,
-            max_bytes: self.max_bytes,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct HeaderLimit<S> {
-    inner: S,
-    max_bytes: usize,
-}
-
-type Answer = Ready<Result<Response<Body>, std::convert::Infallible>>;
-
-impl<S> Service<Request<Body>> for HeaderLimit<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Gate for HeaderLimitLayer {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Response<Body>> {
         // Counted as on the wire: `name: value\r\n`.
         let size: usize = req
             .headers()
@@ -153,8 +127,8 @@ where
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum();
         if size > self.max_bytes {
-            return Either::Left(future::ready(Ok(Reject::HeadersTooLarge.response())));
+            return Err(Reject::HeadersTooLarge.response());
         }
-        Either::Right(self.inner.call(req))
+        Ok(())
     }
 }

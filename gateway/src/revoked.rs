@@ -8,18 +8,16 @@
 //! authenticated requests get 503 then, unless `revocation_fail_open`.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
 use splitgate_shared::Tenant;
 use splitgate_shared::http::Body;
 use splitgate_shared::revocation::RevocationView;
-use tower::{Layer, Service};
 
 use crate::authn::Authenticated;
 use crate::error::{Refusal, Reject, TokenError};
+use crate::gate::{Gate, gate_layer};
 
 #[derive(Clone)]
 pub struct RevocationLayer {
@@ -37,7 +35,7 @@ impl RevocationLayer {
         }
     }
 
-    fn check(&self, req: &Request<Body>) -> Result<(), Refusal> {
+    fn refusal(&self, req: &Request<Body>) -> Result<(), Refusal> {
         let (Some(tenant), Some(auth)) = (
             req.extensions().get::<Arc<Tenant>>(),
             req.extensions().get::<Authenticated>(),
@@ -63,41 +61,10 @@ impl RevocationLayer {
     }
 }
 
-impl<S> Layer<S> for RevocationLayer {
-    type Service = Revocation<S>;
+gate_layer!(RevocationLayer);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Revocation {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Revocation<S> {
-    inner: S,
-    layer: RevocationLayer,
-}
-
-type Answer = Ready<Result<Response<Body>, std::convert::Infallible>>;
-
-impl<S> Service<Request<Body>> for Revocation<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match self.layer.check(&req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
-            Err(refusal) => Either::Left(ready(Ok(refusal.response()))),
-        }
+impl Gate for RevocationLayer {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Response<Body>> {
+        self.refusal(req).map_err(Refusal::response)
     }
 }

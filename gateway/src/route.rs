@@ -8,17 +8,15 @@
 //! as sent): the route is chosen on exactly what is forwarded.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready, ready};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use splitgate_shared::Tenant;
 use splitgate_shared::http::{Body, full};
 use splitgate_shared::side::Side;
-use tower::{Layer, Service};
 
 use crate::error::Reject;
+use crate::gate::{Gate, gate_layer};
 use crate::path::{is_under, normalize};
 
 /// Where a request goes, in its extensions once routed.
@@ -79,38 +77,14 @@ fn classify(tenant: &Tenant, path: &str) -> Option<Target> {
 #[derive(Clone, Copy, Default)]
 pub struct RouteLayer;
 
-impl<S> Layer<S> for RouteLayer {
-    type Service = RouteService<S>;
+gate_layer!(RouteLayer);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        RouteService { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct RouteService<S> {
-    inner: S,
-}
-
-type Answer = Ready<Result<Response<Body>, std::convert::Infallible>>;
-
-impl<S> Service<Request<Body>> for RouteService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        match route(&mut req) {
-            Ok(None) => Either::Right(self.inner.call(req)),
-            Ok(Some(answer)) => Either::Left(ready(Ok(answer))),
-            Err(reject) => Either::Left(ready(Ok(reject.response()))),
+impl Gate for RouteLayer {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Response<Body>> {
+        match route(req) {
+            Ok(None) => Ok(()),
+            Ok(Some(answer)) => Err(answer),
+            Err(reject) => Err(reject.response()),
         }
     }
 }
@@ -187,7 +161,7 @@ fn resource_metadata(
 mod tests {
     use super::*;
     use crate::test_support::{body_string, tenant};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     #[test]
     fn the_url_map() {

@@ -12,15 +12,13 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready, ready};
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use splitgate_shared::http::{Body, ConnInfo};
 use splitgate_shared::{Tenant, Tenants};
-use tower::{Layer, Service};
 
 use crate::error::Reject;
+use crate::gate::{Gate, gate_layer};
 
 /// What the proxy tells the upstream about the client (in extensions).
 #[derive(Debug, Clone)]
@@ -49,42 +47,11 @@ impl TenantLayer {
     }
 }
 
-impl<S> Layer<S> for TenantLayer {
-    type Service = TenantService<S>;
+gate_layer!(TenantLayer);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        TenantService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct TenantService<S> {
-    inner: S,
-    layer: TenantLayer,
-}
-
-type Answer = Ready<Result<Response<Body>, std::convert::Infallible>>;
-
-impl<S> Service<Request<Body>> for TenantService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        match self.layer.resolve(&mut req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
-            Err(reject) => Either::Left(ready(Ok(reject.response()))),
-        }
+impl Gate for TenantLayer {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Response<Body>> {
+        self.resolve(req).map_err(Reject::response)
     }
 }
 
@@ -189,7 +156,7 @@ pub(crate) fn strip_auth_headers(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
     use crate::test_support::{body_string, tenant};
-    use tower::ServiceExt;
+    use tower::{Layer, Service, ServiceExt};
 
     fn layer() -> TenantLayer {
         TenantLayer::new(

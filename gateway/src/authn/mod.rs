@@ -8,18 +8,16 @@ mod cache;
 pub mod verify;
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
 use splitgate_shared::http::Body;
 use splitgate_shared::side::Side;
 use splitgate_shared::{AccessClaims, Tenant};
-use tower::{Layer, Service};
 
 pub use verify::Verifier;
 
 use crate::error::{BearerError, Refusal, Reject};
+use crate::gate::{Gate, gate_layer};
 use crate::route::Route;
 
 /// A verified token, in the request's extensions.
@@ -45,48 +43,17 @@ impl AuthnLayer {
     }
 }
 
-impl<S> Layer<S> for AuthnLayer {
-    type Service = Authn<S>;
+gate_layer!(AuthnLayer);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Authn {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Authn<S> {
-    inner: S,
-    layer: AuthnLayer,
-}
-
-type Answer = Ready<Result<Response<Body>, std::convert::Infallible>>;
-
-impl<S> Service<Request<Body>> for Authn<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match self.layer.authenticate(req) {
-            Ok(req) => Either::Right(self.inner.call(req)),
-            Err(refusal) => Either::Left(ready(Ok(refusal.response()))),
-        }
+impl Gate for AuthnLayer {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Response<Body>> {
+        self.authenticate(req).map_err(Refusal::response)
     }
 }
 
 impl AuthnLayer {
     /// `Ok` with the claims in the extensions, or the refusal.
-    fn authenticate(&self, mut req: Request<Body>) -> Result<Request<Body>, Refusal> {
+    fn authenticate(&self, req: &mut Request<Body>) -> Result<(), Refusal> {
         let tenant = req.extensions().get::<Arc<Tenant>>().cloned();
         let route = req.extensions().get::<Route>().copied();
         // Default deny: only a request routed to an API reaches this layer.
@@ -105,6 +72,6 @@ impl AuthnLayer {
             .verify(&tenant, side, token)
             .map_err(|e| refuse(e.into()))?;
         req.extensions_mut().insert(Authenticated { claims, side });
-        Ok(req)
+        Ok(())
     }
 }
