@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use splitgate_shared::keys::kek::Kek;
 use splitgate_shared::keys::{KeySet, PublishedKeys, SigningAlg, SigningKey};
 use splitgate_shared::store::{self, Change, Event, Store, encode};
-use splitgate_shared::time::now_secs;
+use splitgate_shared::time::{now_millis, now_secs};
 use splitgate_shared::{StoreError, Tenant, Tenants};
 
 /// Beyond the gateways' leeway, a retired key stays published this much
@@ -175,7 +175,7 @@ impl KeyRing {
             let usable = ring.keys.iter().any(|k| {
                 k.alg == tenant.signing_alg
                     && k.drop_at.is_none()
-                    && k.active_at <= now + self.publish_delay.as_secs()
+                    && k.active_at <= self.first_signing_second()
             });
             if usable {
                 self.load(tenant, &ring)?;
@@ -224,7 +224,7 @@ impl KeyRing {
             let (raw, ring) = self.fetch(&tenant.id).await?;
             let now = now_secs();
             let mut next = ring.clone();
-            let new = self.new_key(tenant, now + self.publish_delay.as_secs())?;
+            let new = self.new_key(tenant, self.first_signing_second())?;
             let drop_at = new.active_at + tenant.access_token_ttl.as_secs() + self.drop_margin;
             for old in &mut next.keys {
                 if old.drop_at.is_none_or(|d| d > drop_at) {
@@ -239,6 +239,15 @@ impl KeyRing {
             }
         }
         Err(KeyRingError::Contended(tenant.id.clone()))
+    }
+
+    /// The first whole second at least `key_publish_delay` from now: a key
+    /// signs from `active_at` (whole seconds), so `now_secs() + delay`
+    /// would let it sign up to a second early, before gateways that
+    /// refresh every `jwks_refresh` (< the delay) are sure to have it.
+    fn first_signing_second(&self) -> u64 {
+        let delay_ms = u64::try_from(self.publish_delay.as_millis()).unwrap_or(u64::MAX / 2);
+        now_millis().saturating_add(delay_ms).div_ceil(1000)
     }
 
     /// Removes dropped keys from the store and republishes when what signs
