@@ -535,6 +535,9 @@ async fn metadata_lists_the_code_flow() {
     s.stop().await;
 }
 
+/// A token request's fields.
+type Form = Vec<(&'static str, String)>;
+
 /// A code approved on the storefront by a fresh agent.
 async fn fresh_code(s: &Server, client_id: &str, challenge: &str) -> String {
     let mut agent = Agent::new(s);
@@ -605,7 +608,7 @@ async fn the_code_is_bound_to_client_redirect_uri_and_verifier() {
         form.extend(verifier.map(|v| ("code_verifier", v.to_owned())));
         form
     };
-    let cases: Vec<(Vec<(&str, String)>, u16, &str, &str)> = vec![
+    let cases: Vec<(Form, u16, &str, &str)> = vec![
         (
             grant(&thief, Some(REDIRECT), Some(&pkce.verifier)),
             400,

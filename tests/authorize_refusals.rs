@@ -201,7 +201,7 @@ async fn other_errors_go_back_to_the_client_with_state_and_iss() {
         );
         pairs
     };
-    let cases: Vec<(Vec<(String, String)>, &str, &str)> = vec![
+    let cases: Vec<(Pairs, &str, &str)> = vec![
         (
             good(&[], "response_type"),
             "invalid_request",
@@ -346,6 +346,9 @@ async fn other_errors_go_back_to_the_client_with_state_and_iss() {
     r.assert_oauth_error(404, "invalid_request", "no such endpoint");
     s.stop().await;
 }
+
+/// Owned query pairs.
+type Pairs = Vec<(String, String)>;
 
 const FORGED: &str = "This form could not be verified: it has expired or was not sent from this site. Go back to the application and start again.";
 const SPENT: &str =

@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 
 use crate::support::{Reply, Server, eventually};
 
+/// Debian's paths; `SPLITGATE_CHROMIUM` and `SPLITGATE_CHROMEDRIVER`
+/// override them.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const INSTALL: &str = "apt-get install chromium chromium-driver";
@@ -391,12 +393,15 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-fn require(binary: &str) {
+/// The binary at `default`, or at `$var`; a missing one fails the test.
+fn require(var: &str, default: &str) -> String {
+    let binary = std::env::var(var).unwrap_or_else(|_| default.to_owned());
     assert!(
-        std::path::Path::new(binary).exists(),
+        std::path::Path::new(&binary).exists(),
         "{binary} is missing: the browser tests need Chromium and ChromeDriver \
          (Debian: `{INSTALL}`)"
     );
+    binary
 }
 
 fn free_port() -> u16 {
@@ -410,11 +415,11 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a session; every host
     /// in `hosts` resolves to 127.0.0.1 inside the browser.
     pub async fn start(hosts: &[&str]) -> Browser {
-        require(CHROMIUM);
-        require(CHROMEDRIVER);
+        let chromium = require("SPLITGATE_CHROMIUM", CHROMIUM);
+        let chromedriver = require("SPLITGATE_CHROMEDRIVER", CHROMEDRIVER);
         let port = free_port();
         let log = output_dir().join("chromedriver.log");
-        let driver = tokio::process::Command::new(CHROMEDRIVER)
+        let driver = tokio::process::Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
@@ -422,7 +427,7 @@ impl Browser {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("{CHROMEDRIVER} does not start ({e}); `{INSTALL}`"));
+            .unwrap_or_else(|e| panic!("{chromedriver} does not start ({e}); `{INSTALL}`"));
         let webdriver = format!("http://127.0.0.1:{port}");
         wait_ready(&webdriver).await;
         let profile = tempfile::tempdir().expect("profile dir");
@@ -434,7 +439,7 @@ impl Browser {
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
-                "binary": CHROMIUM,
+                "binary": chromium,
                 "args": [
                     "--headless",
                     "--no-sandbox",
@@ -466,7 +471,7 @@ impl Browser {
             .connect(&webdriver)
             .await
             .unwrap_or_else(|e| {
-                panic!("no Chromium session through {CHROMEDRIVER} ({e}); `{INSTALL}`")
+                panic!("no Chromium session through {chromedriver} ({e}); `{INSTALL}`")
             });
         Browser {
             client,

@@ -43,7 +43,7 @@ fn templates() -> &'static Environment<'static> {
 fn side_context(tenant: &Tenant, side: Side) -> Value {
     let (side_label, account_label, username_label, username_type) = match side {
         Side::Backoffice => ("Back office", "back-office account", "Username", "text"),
-        Side::Storefront => ("Shop", "customer account", "Email", "email"),
+        Side::Storefront => ("Storefront", "customer account", "Email", "email"),
     };
     context! {
         tenant => tenant.name.as_str(),
