@@ -98,7 +98,8 @@ impl Setup {
 
 /// One generated config, shared by every process of a test.
 pub struct Deployment {
-    dir: tempfile::TempDir,
+    /// Shared with every [`Process`], whose log lives in it.
+    dir: std::sync::Arc<tempfile::TempDir>,
     path: PathBuf,
     pub admin_token: String,
     pub tenants: Vec<TenantInfo>,
@@ -155,7 +156,7 @@ impl Deployment {
         let path = dir.path().join("splitgate.toml");
         std::fs::write(&path, toml).expect("write the config");
         Deployment {
-            dir,
+            dir: std::sync::Arc::new(dir),
             path,
             admin_token,
             tenants,
@@ -235,6 +236,7 @@ impl Deployment {
             public: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             log: log_path,
+            _dir: self.dir.clone(),
             admin_token: self.admin_token.clone(),
             hosts: self.tenants.iter().map(|t| t.host.clone()).collect(),
             http: reqwest::Client::new(),
@@ -361,6 +363,7 @@ pub struct Process {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
+    _dir: std::sync::Arc<tempfile::TempDir>,
     admin_token: String,
     hosts: Vec<String>,
     http: reqwest::Client,
