@@ -21,14 +21,11 @@ use fantoccini::Locator;
 use futures_util::FutureExt;
 use serde_json::json;
 use splitgate::demo::DemoBackend;
-use splitgate::run::Mode;
 use support::{Server, claims};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_logs_in_consents_and_gets_a_working_code_on_each_side() {
-    let backend =
-        DemoBackend::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
-    let s = Server::start_with(Mode::Serve, "", &backend.url(), None).await;
+    let (s, backend) = browser::start_with_backend("").await;
     let callback = Callback::start().await;
     let browser = Browser::start(&["acme.test"]).await;
     let outcome = AssertUnwindSafe(async {

@@ -17,8 +17,6 @@ use oauth2::{
     RedirectUrl, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::json;
-use splitgate::demo::DemoBackend;
-use splitgate::run::Mode;
 use support::{Server, claims};
 
 const REDIRECT: &str = "http://127.0.0.1:40123/callback";
@@ -62,9 +60,7 @@ async fn api_status(s: &Server, side: &Side, path: &str, token: &str) -> u16 {
 
 #[tokio::test]
 async fn oauth2_crate_pkce_flow_on_each_side() {
-    let backend =
-        DemoBackend::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
-    let s = Server::start_with(Mode::Serve, "", &backend.url(), None).await;
+    let (s, backend) = browser::start_with_backend("").await;
     let http = http_client(&s);
     for (side, other_api) in [
         (ACME_BACKOFFICE, "/api/orders"),

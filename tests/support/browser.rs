@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use splitgate::demo::DemoBackend;
+use splitgate::run::Mode;
 use splitgate_shared::http::{Response, ServerOptions, full, serve, service_fn};
 use splitgate_shared::secrets::{hash_secret, random_token};
 use tokio::net::TcpListener;
@@ -326,6 +328,87 @@ impl Side {
         assert_eq!(allowed.status, 303, "consent: {}", allowed.text);
         allowed.header("location").expect("Location").to_owned()
     }
+}
+
+// The client's side of the flow, shared by the authorize tests.
+
+/// The registered redirect URI, and the one sent (loopback: any port).
+pub const REGISTERED: &str = "http://127.0.0.1/callback";
+pub const REDIRECT: &str = "http://127.0.0.1:45678/callback";
+
+/// `serve` with the demo JSON:API backend as every tenant's upstream.
+pub async fn start_with_backend(extra: &str) -> (Server, DemoBackend) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend = DemoBackend::start(listener).expect("demo backend");
+    let s = Server::start_with(Mode::Serve, extra, &backend.url(), None).await;
+    (s, backend)
+}
+
+/// A public code-flow client of `side` (scopes `read` and `write`, the
+/// loopback redirect URI), with `extra` fields.
+pub async fn app(s: &Server, side: &Side, extra: Value) -> String {
+    let mut body = json!({
+        "side": side.name,
+        "name": format!("{} app", side.name),
+        "public": true,
+        "redirect_uris": [REGISTERED],
+        "scopes": ["read", "write"],
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    s.client(side.tenant, body).await.0
+}
+
+/// An authorization request for scope `read` with an S256 challenge.
+pub fn code_request<'a>(
+    client_id: &'a str,
+    challenge: &'a str,
+    state: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("state", state),
+        ("scope", "read"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+/// Exchanges a code at the token endpoint as a public client.
+pub async fn exchange(
+    s: &Server,
+    side: &Side,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> Reply {
+    s.token(
+        side.host,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ],
+        None,
+    )
+    .await
+}
+
+/// The gateway's status for `GET <side>/api/orders` with `token`.
+pub async fn api_status(s: &Server, side: &Side, token: &str) -> u16 {
+    s.http
+        .get(s.url(side.host, &side.path("/api/orders")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("gateway call")
+        .status()
+        .as_u16()
 }
 
 /// Where test output (screenshots) goes: `target/test-output/`.
