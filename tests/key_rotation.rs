@@ -29,6 +29,8 @@ const PUBLISH_DELAY: u64 = 2;
 const DROP_MARGIN: u64 = 5;
 /// How old a token the traffic reuses may be (well within [`TTL`]).
 const REUSE_AFTER: Duration = Duration::from_millis(800);
+/// Tokens live at least `TTL - 1` s (whole-second `iat`, no leeway).
+const MAX_REUSE_AGE: Duration = Duration::from_millis(1500);
 
 /// One minted token, as the traffic saw it.
 struct Minted {
@@ -75,7 +77,7 @@ async fn traffic(
     client: &ClientCreds,
 ) {
     let mut older: Option<(Instant, String)> = None;
-    let mut reused: Option<String> = None;
+    let mut reused: Option<(Instant, String)> = None;
     while !t.stop.load(Ordering::Relaxed) {
         let reply = client_token(issuer, &tenant.host, client).await;
         t.requests.fetch_add(1, Ordering::Relaxed);
@@ -98,11 +100,16 @@ async fn traffic(
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= REUSE_AFTER)
         {
-            reused = older.take().map(|(_, token)| token);
+            reused = older.take();
             older = Some((Instant::now(), token.clone()));
         }
+        // Never one that may have expired on a very slow machine.
+        let reuse = reused
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < MAX_REUSE_AGE)
+            .map(|(_, token)| token);
         for gateway in gateways {
-            for (which, token) in [("fresh", Some(&token)), ("older", reused.as_ref())] {
+            for (which, token) in [("fresh", Some(&token)), ("older", reuse)] {
                 let Some(token) = token else { continue };
                 let reply = gateway
                     .get(&tenant.host, &tenant.backoffice_api(), Some(token))
