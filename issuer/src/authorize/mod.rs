@@ -16,8 +16,8 @@
 //! The rest lives in small rooms: [`params`] checks requests, [`pkce`]
 //! challenges and verifiers, [`sessions`] the login cookie, [`csrf`] the
 //! forms' tokens, [`codes`] the stored codes, [`pages`] the HTML, and
-//! [`exchange`] the token endpoint's side of it. `docs/authorize-flow.md`
-//! walks through the flow.
+//! [`exchange`] the token endpoint's side of it. `docs/http-api.md`
+//! ("Authorization code flow") walks through it.
 
 mod codes;
 mod csrf;
