@@ -1,0 +1,252 @@
+//! What the gateway's authentication costs (issue 3). One run at 64
+//! connections of `GET /api/products` against the demo JSON:API backend:
+//!
+//! - `direct`: the backend itself;
+//! - `noauth`: through the gateway stack built without bearer
+//!   authentication, revocation and identity headers
+//!   (`stack_without_authentication_for_benchmarks`), no token;
+//! - `auth`: through `splitgate serve` (gateway in front of the in-process
+//!   issuer, RS256, embedded store), with a real client-credentials token
+//!   from its token endpoint, the same token on every request.
+//!
+//! Each configuration is then measured again with one connection (one
+//! request at a time), to show what a request costs when nothing queues.
+//!
+//! Prints one JSON line per configuration and a summary line on stdout;
+//! progress goes to stderr. See `docs/benchmarks.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/server.rs"]
+mod server;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+use splitgate::demo::DemoBackend;
+use splitgate::run::{self, Listeners, Mode};
+use splitgate_gateway::{
+    GatewayParts, server_options, stack_without_authentication_for_benchmarks,
+};
+use splitgate_shared::http::{StatusCode as Status, full, serve, service_fn};
+use splitgate_shared::keys::PublishedKeys;
+use splitgate_shared::revocation::RevocationView;
+use splitgate_shared::{Config, Tenants};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use load::{Outcome, Plan, Template};
+
+const HOST: &str = "shop.bench";
+const PATH: &str = "/api/products";
+
+const PLAN: Plan = Plan {
+    connections: 64,
+    warmup: Duration::from_secs(1),
+    window: Duration::from_secs(5),
+};
+
+/// The same requests one at a time: what each configuration costs a
+/// request when nothing queues (the 64-connection percentiles are mostly
+/// waiting for a core).
+const SERIAL: Plan = Plan {
+    connections: 1,
+    warmup: Duration::from_millis(500),
+    window: Duration::from_secs(2),
+};
+
+const GOAL_RATIO: f64 = 0.90;
+const GOAL_P99_ADDED_US: i64 = 1000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let backend = DemoBackend::start(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
+        .expect("demo backend");
+    // The demo backend records every request it sees; the benchmark keeps
+    // that record from growing without bound (the recording itself stays,
+    // equally, in all three figures).
+    let log = backend.log();
+    let trimmer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            log.clear();
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = server::config(
+        dir.path(),
+        &format!(
+            "[tenants.shop]\nhosts = [\"{HOST}\"]\nbase_url = \"http://{HOST}\"\nupstream = \"{}\"\nsigning_alg = \"RS256\"\n",
+            backend.url()
+        ),
+    );
+    eprintln!(
+        "gateway: demo backend on {}, {} connections, {} cores",
+        backend.addr(),
+        PLAN.connections,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    eprintln!("direct: {PLAN:?}");
+    let direct = measure(backend.addr(), None).await;
+    println!("{}", line("direct", &direct));
+
+    eprintln!("noauth: {PLAN:?}");
+    let noauth = without_authentication(&config).await;
+    println!("{}", line("noauth", &noauth));
+
+    eprintln!("auth: {PLAN:?}");
+    let auth = with_authentication(config).await;
+    println!("{}", line("auth", &auth));
+
+    let ratio = auth.loaded.rps() / noauth.loaded.rps();
+    let p99_added = added_p99(&auth.loaded, &direct.loaded);
+    println!(
+        "{}",
+        json!({
+            "bench": "gateway",
+            "summary": true,
+            "connections": PLAN.connections,
+            "seconds": PLAN.window.as_secs(),
+            "auth_over_noauth": round(ratio, 3),
+            "goal_auth_over_noauth": GOAL_RATIO,
+            "p99_added_us": p99_added,
+            "goal_p99_added_us": GOAL_P99_ADDED_US,
+            "p99_added_us_one_connection": added_p99(&auth.serial, &direct.serial),
+            "met": ratio >= GOAL_RATIO && p99_added < GOAL_P99_ADDED_US,
+        })
+    );
+    trimmer.abort();
+}
+
+/// A configuration's figures: under [`PLAN`] and under [`SERIAL`].
+struct Figures {
+    loaded: Outcome,
+    serial: Outcome,
+}
+
+/// The load at `addr`, with `Authorization: Bearer <token>` if given.
+async fn measure(addr: SocketAddr, token: Option<&str>) -> Figures {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static(HOST));
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/vnd.api+json"),
+    );
+    if let Some(token) = token {
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("token header"),
+        );
+    }
+    let template = Template {
+        method: Method::GET,
+        path: PATH.into(),
+        headers,
+        body: Bytes::new(),
+    };
+    let (status, _, body) = load::fetch(addr, &template).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let loaded = load::run(addr, template.clone(), PLAN).await;
+    let serial = load::run(addr, template, SERIAL).await;
+    Figures { loaded, serial }
+}
+
+/// The gateway stack without authentication, on the same server loop and
+/// options as `serve`'s public listener.
+async fn without_authentication(config: &Config) -> Figures {
+    let no_issuer = service_fn(|_| async {
+        let mut res = splitgate_shared::http::Response::new(full("no issuer here\n"));
+        *res.status_mut() = Status::NOT_FOUND;
+        res
+    });
+    let service = stack_without_authentication_for_benchmarks(GatewayParts {
+        config: config.gateway.clone(),
+        tenants: Tenants::new(config.tenants.clone()),
+        keys: PublishedKeys::new(),
+        revocations: RevocationView::new(),
+        issuer: no_issuer,
+        jwks: None,
+    })
+    .expect("gateway stack");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        service,
+        server_options(&config.gateway, None),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let figures = measure(addr, None).await;
+    let _ = stop.send(());
+    server.await.expect("server task");
+    figures
+}
+
+/// `splitgate serve` with a storefront client's client-credentials token.
+async fn with_authentication(config: Config) -> Figures {
+    let listeners = Listeners::ephemeral().await.expect("bind");
+    let running = run::start(Mode::Serve, config, listeners)
+        .await
+        .expect("start serve");
+    let (id, secret) = server::create_client(
+        &running,
+        "shop",
+        json!({"side": "storefront", "name": "bench", "grants": ["client_credentials"]}),
+    )
+    .await;
+    let (status, _, body) =
+        load::fetch(running.public, &server::token_request(HOST, &id, &secret)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let token = server::access_token(&body);
+    let figures = measure(running.public, Some(&token)).await;
+    running.stop().await;
+    figures
+}
+
+fn line(config: &str, figures: &Figures) -> Value {
+    let (loaded, serial) = (&figures.loaded, &figures.serial);
+    json!({
+        "bench": "gateway",
+        "config": config,
+        "connections": PLAN.connections,
+        "seconds": PLAN.window.as_secs(),
+        "rps": round(loaded.rps(), 1),
+        "p50_us": loaded.percentile_us(0.50),
+        "p99_us": loaded.percentile_us(0.99),
+        "requests": loaded.ok,
+        "errors": loaded.errors,
+        "one_connection": {
+            "seconds": SERIAL.window.as_secs(),
+            "rps": round(serial.rps(), 1),
+            "p50_us": serial.percentile_us(0.50),
+            "p99_us": serial.percentile_us(0.99),
+            "errors": serial.errors,
+        },
+    })
+}
+
+/// `with`'s p99 minus `without`'s, microseconds.
+fn added_p99(with: &Outcome, without: &Outcome) -> i64 {
+    i64::from(with.percentile_us(0.99)) - i64::from(without.percentile_us(0.99))
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
+}
