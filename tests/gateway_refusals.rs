@@ -384,7 +384,7 @@ async fn a_stale_revocation_view_closes_authenticated_routes() {
             .status,
         200
     );
-    never_synced.mark_synced();
+    never_synced.mark_synced("acme");
     assert_eq!(
         gw.get("acme.test", "/api/users", Some(&token)).await.status,
         200

@@ -45,7 +45,7 @@ impl RevocationLayer {
         if !self.fail_open
             && self
                 .view
-                .stale_for_ms()
+                .stale_for_ms(&tenant.id)
                 .is_some_and(|stale| stale > self.max_staleness_ms)
         {
             return Err(Reject::RevocationUnavailable.into());

@@ -311,8 +311,10 @@ async fn revoke_subject(
         before: now + 1,
         until: now + longest + 60,
     };
-    ctx.revocations.apply(&tenant.id, &revocation);
+    // Stored first: a revocation that could not be recorded is not applied
+    // here either, so no process believes in one the others never see.
     revocation::record(&ctx.store, &tenant.id, &revocation).await?;
+    ctx.revocations.apply(&tenant.id, &revocation);
     tracing::info!(tenant = %tenant.id, subject, "subject revoked");
     Ok(revocation)
 }

@@ -74,8 +74,8 @@ async fn revoke_access(
             jti: claims.jti.clone(),
             until: claims.exp,
         };
-        ctx.revocations.apply(&tenant.id, &revocation);
         revocation::record(&ctx.store, &tenant.id, &revocation).await?;
+        ctx.revocations.apply(&tenant.id, &revocation);
         tracing::info!(tenant = %tenant.id, jti = %claims.jti, "access token revoked by its client");
     }
     Ok(true)

@@ -183,6 +183,9 @@ pub async fn revoke(
         sid: sid.to_owned(),
         until,
     };
+    // Recorded, then applied here at once (the in-process gateway refuses
+    // the family's tokens on the very next request).
+    revocation::record(store, &tenant.id, &revocation).await?;
     view.apply(&tenant.id, &revocation);
-    revocation::record(store, &tenant.id, &revocation).await
+    Ok(())
 }

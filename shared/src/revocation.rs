@@ -9,8 +9,10 @@
 //! has been cut off from the store, for the staleness rule of DESIGN §5.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +121,10 @@ struct TenantView {
     sid: HashMap<String, u64>,
     /// subject -> (revoked before, until)
     sub: HashMap<String, (u64, u64)>,
+    /// Loaded since the feed last (re)connected, and the feed still up.
+    current: bool,
+    /// When it stopped being current (Unix ms); 0 if it never was.
+    stale_since_ms: u64,
 }
 
 impl TenantView {
@@ -154,24 +160,15 @@ impl TenantView {
 }
 
 /// What is revoked, per tenant, in memory. Reads take a shared lock; writes
-/// (revocations, resyncs) are rare.
-#[derive(Debug)]
+/// (revocations, reloads) are rare.
+///
+/// Each tenant's part is *current* once it has been loaded from the store
+/// since the feed last (re)connected, and stays so while the feed is up.
+/// Staleness is per tenant: a store shard that is down for one tenant does
+/// not make the others' views stale.
+#[derive(Debug, Default)]
 pub struct RevocationView {
     tenants: RwLock<HashMap<String, TenantView>>,
-    /// Whether the feed is connected and synced.
-    synced: AtomicBool,
-    /// When the feed was last known to be connected (Unix ms).
-    last_synced_ms: AtomicU64,
-}
-
-impl Default for RevocationView {
-    fn default() -> Self {
-        RevocationView {
-            tenants: RwLock::default(),
-            synced: AtomicBool::new(false),
-            last_synced_ms: AtomicU64::new(0),
-        }
-    }
 }
 
 impl RevocationView {
@@ -179,9 +176,17 @@ impl RevocationView {
         Arc::new(RevocationView::default())
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, TenantView>> {
+        self.tenants.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, TenantView>> {
+        self.tenants.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether a token with these claims is revoked.
     pub fn is_revoked(&self, tenant: &str, jti: &str, sid: &str, subject: &str, iat: u64) -> bool {
-        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let tenants = self.read();
         let Some(view) = tenants.get(tenant) else {
             return false;
         };
@@ -194,7 +199,7 @@ impl RevocationView {
     }
 
     /// Whether a refresh family is revoked, directly or through its subject
-    /// (a family whose latest token was issued at `issued_at`).
+    /// (a family whose login was at `issued_at`).
     pub fn is_family_revoked(
         &self,
         tenant: &str,
@@ -202,7 +207,7 @@ impl RevocationView {
         subject: &str,
         issued_at: u64,
     ) -> bool {
-        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let tenants = self.read();
         let Some(view) = tenants.get(tenant) else {
             return false;
         };
@@ -216,8 +221,7 @@ impl RevocationView {
     /// When `subject` was last revoked "before T": tokens for it must be
     /// issued at T or later to survive (see `issue_time` in the issuer).
     pub fn subject_revoked_before(&self, tenant: &str, subject: &str) -> Option<u64> {
-        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
-        tenants
+        self.read()
             .get(tenant)?
             .sub
             .get(subject)
@@ -225,122 +229,176 @@ impl RevocationView {
     }
 
     pub fn apply(&self, tenant: &str, revocation: &Revocation) {
-        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        tenants
+        self.write()
             .entry(tenant.to_owned())
             .or_default()
             .apply(revocation);
     }
 
-    /// Replaces a tenant's view with a freshly loaded list.
-    pub fn replace(&self, tenant: &str, revocations: &[Revocation]) {
-        let mut fresh = TenantView::default();
+    /// Adds a tenant's freshly loaded list and marks that tenant current.
+    /// A merge, not a replacement: revocations are only ever added, so an
+    /// event applied while the load was in flight is kept.
+    pub fn merge_loaded(&self, tenant: &str, revocations: &[Revocation]) {
+        let mut tenants = self.write();
+        let view = tenants.entry(tenant.to_owned()).or_default();
         for r in revocations {
-            fresh.apply(r);
+            view.apply(r);
         }
-        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        tenants.insert(tenant.to_owned(), fresh);
+        view.current = true;
     }
 
     /// Drops what has expired.
     pub fn prune(&self, now_secs: u64) {
-        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        for view in tenants.values_mut() {
+        for view in self.write().values_mut() {
             view.prune(now_secs);
         }
     }
 
     /// Number of live entries of a tenant (metrics, tests).
     pub fn len(&self, tenant: &str) -> usize {
-        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
-        tenants.get(tenant).map_or(0, TenantView::len)
+        self.read().get(tenant).map_or(0, TenantView::len)
     }
 
-    /// `None` while the feed is connected; otherwise for how long the view
-    /// has not been known to be current (never synced counts as forever).
-    pub fn stale_for_ms(&self) -> Option<u64> {
-        if self.synced.load(Ordering::Acquire) {
-            return None;
-        }
-        let last = self.last_synced_ms.load(Ordering::Acquire);
-        Some(if last == 0 {
+    /// `None` while the tenant's view is current; otherwise for how long it
+    /// has not been (never loaded counts as forever).
+    pub fn stale_for_ms(&self, tenant: &str) -> Option<u64> {
+        let since = match self.read().get(tenant) {
+            Some(view) if view.current => return None,
+            Some(view) => view.stale_since_ms,
+            None => 0,
+        };
+        Some(if since == 0 {
             u64::MAX
         } else {
-            now_millis().saturating_sub(last)
+            now_millis().saturating_sub(since)
         })
     }
 
-    /// Marks the view as current now (set by the feed; a view that is
-    /// written to directly, as in tests, may call it too).
-    pub fn mark_synced(&self) {
-        self.last_synced_ms.store(now_millis(), Ordering::Release);
-        self.synced.store(true, Ordering::Release);
+    /// The longest staleness over `tenants` (readiness, metrics).
+    pub fn stalest_ms<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) -> Option<u64> {
+        tenants
+            .into_iter()
+            .filter_map(|t| self.stale_for_ms(t))
+            .max()
     }
 
+    /// Marks a tenant's view current, as a load does (for views fed by
+    /// hand, as in tests).
+    pub fn mark_synced(&self, tenant: &str) {
+        self.write().entry(tenant.to_owned()).or_default().current = true;
+    }
+
+    /// The feed lost the store: every current view starts going stale now.
     fn mark_lost(&self) {
-        self.last_synced_ms.store(now_millis(), Ordering::Release);
-        self.synced.store(false, Ordering::Release);
+        let now = now_millis();
+        for view in self.write().values_mut() {
+            if view.current {
+                view.current = false;
+                view.stale_since_ms = now;
+            }
+        }
     }
 }
 
 /// Keeps `view` current for `tenants` until the store's subscription ends:
-/// a full reload on every (re)connect, then each published revocation.
-/// Run it as a task; it returns when the store shuts down.
+/// on every (re)connect each tenant is reloaded on its own (a tenant whose
+/// store shard is down is retried with backoff while the others are already
+/// current), and each published revocation is applied as it arrives. Run it
+/// as a task; it returns when the store shuts down.
 pub async fn follow(store: Store, tenants: Vec<String>, view: Arc<RevocationView>) {
     let mut subscription = store.subscribe();
-    let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut loads = Loads {
+        store: store.clone(),
+        set: JoinSet::new(),
+        generation: 0,
+        failures: HashMap::new(),
+    };
     loop {
-        let notice = tokio::select! {
-            notice = subscription.next() => notice,
-            _ = prune.tick() => {
-                view.prune(crate::time::now_secs());
-                continue;
+        tokio::select! {
+            notice = subscription.next() => match notice {
+                None => return,
+                Some(Notice::Resync) => loads.restart(&tenants),
+                Some(Notice::Event(Event { tenant, change: Change::Revoked { revocation } })) => {
+                    view.apply(&tenant, &revocation);
+                }
+                Some(Notice::Event(_)) => {}
+                Some(Notice::Lost) => {
+                    tracing::warn!("lost the store's change events; serving from the last revocation view");
+                    view.mark_lost();
+                    loads.stop();
+                }
+            },
+            Some(done) = loads.set.join_next(), if !loads.set.is_empty() => {
+                // An aborted load (a newer connection superseded it) is dropped.
+                if let Ok((generation, tenant, result)) = done {
+                    loads.finished(&view, generation, tenant, result);
+                }
             }
-        };
-        match notice {
-            None => return,
-            Some(Notice::Resync) => resync(&store, &tenants, &view).await,
-            Some(Notice::Event(Event {
-                tenant,
-                change: Change::Revoked { revocation },
-            })) => {
-                view.apply(&tenant, &revocation);
-            }
-            Some(Notice::Event(_)) => {}
-            Some(Notice::Lost) => {
-                tracing::warn!(
-                    "lost the store's change events; serving from the last revocation view"
-                );
-                view.mark_lost();
-            }
+            _ = prune.tick() => view.prune(crate::time::now_secs()),
         }
     }
 }
 
-/// Reloads every tenant; retried until it succeeds or the store goes away
-/// again (the next `Resync` retries then).
-async fn resync(store: &Store, tenants: &[String], view: &RevocationView) {
-    let mut delay = std::time::Duration::from_millis(50);
-    loop {
-        let mut ok = true;
+type LoadResult = (u64, String, StoreResult<Vec<Revocation>>);
+
+/// The reloads of one connection (its `generation`), one task per tenant.
+struct Loads {
+    store: Store,
+    set: JoinSet<LoadResult>,
+    generation: u64,
+    failures: HashMap<String, u32>,
+}
+
+impl Loads {
+    fn restart(&mut self, tenants: &[String]) {
+        self.stop();
         for tenant in tenants {
-            match load(store, tenant).await {
-                Ok(list) => view.replace(tenant, &list),
-                Err(e) => {
-                    tracing::warn!(cause = %e, tenant = %tenant, "could not reload revocations; retrying");
-                    ok = false;
-                    break;
-                }
-            }
+            self.spawn(tenant.clone(), Duration::ZERO);
         }
-        if ok {
-            view.mark_synced();
-            tracing::debug!(tenants = tenants.len(), "revocation view reloaded");
+    }
+
+    fn stop(&mut self) {
+        self.set.abort_all();
+        self.generation += 1;
+        self.failures.clear();
+    }
+
+    fn spawn(&mut self, tenant: String, delay: Duration) {
+        let (store, generation) = (self.store.clone(), self.generation);
+        self.set.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = load(&store, &tenant).await;
+            (generation, tenant, result)
+        });
+    }
+
+    fn finished(
+        &mut self,
+        view: &RevocationView,
+        generation: u64,
+        tenant: String,
+        result: StoreResult<Vec<Revocation>>,
+    ) {
+        if generation != self.generation {
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+        match result {
+            Ok(list) => {
+                view.merge_loaded(&tenant, &list);
+                self.failures.remove(&tenant);
+                tracing::debug!(tenant = %tenant, revocations = list.len(), "revocations reloaded");
+            }
+            Err(e) => {
+                let failures = self.failures.entry(tenant.clone()).or_default();
+                *failures += 1;
+                let delay =
+                    Duration::from_millis(50u64 << (*failures).min(6)).min(Duration::from_secs(2));
+                tracing::warn!(cause = %e, tenant = %tenant, retry_in = ?delay, "could not reload revocations");
+                self.spawn(tenant, delay);
+            }
+        }
     }
 }
 
@@ -422,7 +480,8 @@ mod tests {
         let view = RevocationView::new();
         tokio::spawn(follow(store.clone(), vec!["t".into()], view.clone()));
         wait_until(|| view.is_revoked("t", "old", "", "", 0)).await;
-        assert_eq!(view.stale_for_ms(), None);
+        assert_eq!(view.stale_for_ms("t"), None);
+        assert_eq!(view.stale_for_ms("never-loaded"), Some(u64::MAX));
         record(
             &store,
             "t",

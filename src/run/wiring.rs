@@ -146,12 +146,12 @@ fn gateway_admin(
                 }
                 "/metrics" => {
                     let stale = revocations
-                        .stale_for_ms()
+                        .stalest_ms(tenants.iter().map(|t| t.id.as_str()))
                         .map_or(0, |ms| ms.min(u64::MAX / 2));
                     text(
                         StatusCode::OK,
                         format!(
-                            "# HELP splitgate_revocation_view_stale_milliseconds How long the revocation view has been cut off from the store (0 when live).\n# TYPE splitgate_revocation_view_stale_milliseconds gauge\nsplitgate_revocation_view_stale_milliseconds {stale}\n"
+                            "# HELP splitgate_revocation_view_stale_milliseconds How long the stalest tenant's revocation view has not been known current (0 when all are live).\n# TYPE splitgate_revocation_view_stale_milliseconds gauge\nsplitgate_revocation_view_stale_milliseconds {stale}\n"
                         ),
                     )
                 }

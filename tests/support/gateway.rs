@@ -224,7 +224,7 @@ impl Gateway {
                     view.clone(),
                 ));
                 wait_until("the revocation view syncs", || {
-                    view.stale_for_ms().is_none()
+                    tenants.iter().all(|t| view.stale_for_ms(&t.id).is_none())
                 })
                 .await;
                 view
