@@ -101,7 +101,42 @@ fn tenant_path(tenant: &str, rest: &str) -> String {
 pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow::Result<()> {
     let admin = AdminClient::from_config(config, url)?;
     match command {
-        Command::Client(ClientCommand::Create(c)) => {
+        Command::Client(c) => client(&admin, c).await,
+        Command::User(u) => user(&admin, u).await,
+        Command::Keys(k) => keys(&admin, k).await,
+        Command::Revoke {
+            tenant,
+            subject,
+            json: as_json,
+        } => {
+            let body = json!({"subject": subject});
+            let revocation = admin
+                .call(
+                    http::Method::POST,
+                    &tenant_path(&tenant, "revocations"),
+                    Some(body),
+                )
+                .await?;
+            if as_json {
+                println!("{revocation}");
+            } else {
+                println!("revoked every token of {subject} issued before now");
+            }
+            Ok(())
+        }
+        Command::Serve { .. }
+        | Command::Issuer
+        | Command::Gateway
+        | Command::DemoBackend { .. }
+        | Command::Config(_) => {
+            bail!("not an admin command")
+        }
+    }
+}
+
+async fn client(admin: &AdminClient, command: ClientCommand) -> anyhow::Result<()> {
+    let (tenant, client_id, action) = match command {
+        ClientCommand::Create(c) => {
             let body = json!({
                 "side": c.side.as_str(), "name": c.name, "grants": c.grants, "redirect_uris": c.redirect_uris,
                 "scopes": c.scopes, "public": c.public, "skip_consent": c.skip_consent, "allow_plain_pkce": c.allow_plain_pkce,
@@ -116,28 +151,27 @@ pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow
             if c.json {
                 println!("{created}");
             } else {
-                print_fields(
-                    &created,
-                    &[
-                        "client_id",
-                        "client_secret",
-                        "name",
-                        "side",
-                        "public",
-                        "grants",
-                        "redirect_uris",
-                        "scopes",
-                    ],
-                );
+                let fields = [
+                    "client_id",
+                    "client_secret",
+                    "name",
+                    "side",
+                    "public",
+                    "grants",
+                    "redirect_uris",
+                    "scopes",
+                ];
+                print_fields(&created, &fields);
                 if created.get("client_secret").is_some() {
                     println!("\nThe secret is shown only now: store it.");
                 }
             }
+            return Ok(());
         }
-        Command::Client(ClientCommand::List {
+        ClientCommand::List {
             tenant,
             json: as_json,
-        }) => {
+        } => {
             let list = admin
                 .call(http::Method::GET, &tenant_path(&tenant, "clients"), None)
                 .await?;
@@ -147,44 +181,34 @@ pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow
                 as_json,
                 &["client_id", "side", "name", "public", "grants", "disabled"],
             );
+            return Ok(());
         }
-        Command::Client(ClientCommand::Delete { tenant, client_id }) => {
+        ClientCommand::Delete { tenant, client_id } => (tenant, client_id, "delete"),
+        ClientCommand::Disable { tenant, client_id } => (tenant, client_id, "disable"),
+        ClientCommand::Enable { tenant, client_id } => (tenant, client_id, "enable"),
+    };
+    let path = tenant_path(&tenant, &format!("clients/{}", seg(&client_id)));
+    match action {
+        "delete" => admin.call(http::Method::DELETE, &path, None).await?,
+        _ => {
             admin
-                .call(
-                    http::Method::DELETE,
-                    &tenant_path(&tenant, &format!("clients/{}", seg(&client_id))),
-                    None,
-                )
-                .await?;
-            println!("deleted client {client_id}");
+                .call(http::Method::POST, &format!("{path}/{action}"), None)
+                .await?
         }
-        Command::Client(ClientCommand::Disable { tenant, client_id }) => {
-            admin
-                .call(
-                    http::Method::POST,
-                    &tenant_path(&tenant, &format!("clients/{}/disable", seg(&client_id))),
-                    None,
-                )
-                .await?;
-            println!("disabled client {client_id}");
-        }
-        Command::Client(ClientCommand::Enable { tenant, client_id }) => {
-            admin
-                .call(
-                    http::Method::POST,
-                    &tenant_path(&tenant, &format!("clients/{}/enable", seg(&client_id))),
-                    None,
-                )
-                .await?;
-            println!("enabled client {client_id}");
-        }
-        Command::User(UserCommand::Create {
+    };
+    println!("{action}d client {client_id}");
+    Ok(())
+}
+
+async fn user(admin: &AdminClient, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
             tenant,
             side,
             username,
             password_stdin: _,
             json: as_json,
-        }) => {
+        } => {
             let password = read_password()?;
             let body = json!({"side": side.as_str(), "username": username, "password": password});
             let user = admin
@@ -199,26 +223,33 @@ pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow
             } else {
                 println!("created {} user {}", side.as_str(), username);
             }
+            Ok(())
         }
-        Command::User(UserCommand::List {
+        UserCommand::List {
             tenant,
             side,
             json: as_json,
-        }) => {
+        } => {
             let path = match side {
                 Some(s) => tenant_path(&tenant, &format!("users?side={}", s.as_str())),
                 None => tenant_path(&tenant, "users"),
             };
             let list = admin.call(http::Method::GET, &path, None).await?;
             print_list(&list, "users", as_json, &["side", "username", "disabled"]);
+            Ok(())
         }
-        Command::User(UserCommand::Disable(u)) => return user_action(&admin, "disable", u).await,
-        Command::User(UserCommand::Enable(u)) => return user_action(&admin, "enable", u).await,
-        Command::User(UserCommand::Delete(u)) => return user_action(&admin, "delete", u).await,
-        Command::Keys(KeysCommand::List {
+        UserCommand::Disable(u) => user_action(admin, "disable", u).await,
+        UserCommand::Enable(u) => user_action(admin, "enable", u).await,
+        UserCommand::Delete(u) => user_action(admin, "delete", u).await,
+    }
+}
+
+async fn keys(admin: &AdminClient, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List {
             tenant,
             json: as_json,
-        }) => {
+        } => {
             let list = admin
                 .call(http::Method::GET, &tenant_path(&tenant, "keys"), None)
                 .await?;
@@ -229,10 +260,10 @@ pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow
                 &["kid", "alg", "state", "active_at", "drop_at"],
             );
         }
-        Command::Keys(KeysCommand::Rotate {
+        KeysCommand::Rotate {
             tenant,
             json: as_json,
-        }) => {
+        } => {
             let key = admin
                 .call(
                     http::Method::POST,
@@ -245,31 +276,6 @@ pub async fn run(config: &Config, url: Option<&str>, command: Command) -> anyhow
             } else {
                 print_fields(&key, &["kid", "alg", "state", "active_at"]);
             }
-        }
-        Command::Revoke {
-            tenant,
-            subject,
-            json: as_json,
-        } => {
-            let revocation = admin
-                .call(
-                    http::Method::POST,
-                    &tenant_path(&tenant, "revocations"),
-                    Some(json!({"subject": subject})),
-                )
-                .await?;
-            if as_json {
-                println!("{revocation}");
-            } else {
-                println!("revoked every token of {subject} issued before now");
-            }
-        }
-        Command::Serve { .. }
-        | Command::Issuer
-        | Command::Gateway
-        | Command::DemoBackend { .. }
-        | Command::Config(_) => {
-            bail!("not an admin command")
         }
     }
     Ok(())

@@ -201,72 +201,11 @@ async fn route(ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, AdminErr
         AdminError::not_found(format!("no tenant `{tenant_id}` in the configuration"))
     })?;
     let body = req.into_body();
-    match (method, rest) {
-        (Method::GET, ["clients"]) => {
-            let list: Vec<PublicClient> = clients::list(&ctx.store, &tenant.id)
-                .await?
-                .iter()
-                .map(PublicClient::from)
-                .collect();
-            Ok(json(StatusCode::OK, &list))
-        }
-        (Method::POST, ["clients"]) => {
-            let new: NewClient = read_json(body).await?;
-            let created = clients::create(&ctx.store, &tenant.id, new).await?;
-            tracing::info!(tenant = %tenant.id, client_id = %created.client.client_id, side = %created.client.side, "client created");
-            Ok(json(StatusCode::CREATED, &created))
-        }
-        (Method::GET, ["clients", id]) => match clients::get(&ctx.store, &tenant.id, id).await? {
-            Some(c) => Ok(json(StatusCode::OK, &PublicClient::from(&c))),
-            None => Err(AdminError::not_found(format!("no client `{id}`"))),
-        },
-        (Method::POST, ["clients", id, action @ ("disable" | "enable")]) => {
-            match clients::set_disabled(&ctx.store, &tenant.id, id, *action == "disable").await? {
-                Some(c) => {
-                    tracing::info!(tenant = %tenant.id, client_id = %id, action, "client updated");
-                    Ok(json(StatusCode::OK, &PublicClient::from(&c)))
-                }
-                None => Err(AdminError::not_found(format!("no client `{id}`"))),
-            }
-        }
-        (Method::DELETE, ["clients", id]) => {
-            if clients::delete(&ctx.store, &tenant.id, id).await? {
-                tracing::info!(tenant = %tenant.id, client_id = %id, "client deleted");
-                Ok(json(StatusCode::OK, &serde_json::json!({"deleted": id})))
-            } else {
-                Err(AdminError::not_found(format!("no client `{id}`")))
-            }
-        }
-        (Method::GET, ["users"]) => list_users(ctx, &tenant, &query).await,
-        (Method::POST, ["users"]) => create_user(ctx, &tenant, body).await,
-        (Method::POST, ["users", side, username, action @ ("disable" | "enable")]) => {
-            let side = parse_side(side)?;
-            let user =
-                users::set_disabled(&ctx.store, &tenant.id, side, username, *action == "disable")
-                    .await?;
-            if *action == "disable" {
-                revoke_subject(ctx, &tenant, &user.username).await?;
-            }
-            tracing::info!(tenant = %tenant.id, %side, username = %user.username, action, "user updated");
-            Ok(json(StatusCode::OK, &PublicUser::new(&user, side)))
-        }
-        (Method::DELETE, ["users", side, username]) => {
-            let side = parse_side(side)?;
-            let Some(user) = users::get(&ctx.store, &tenant.id, side, username).await? else {
-                return Err(AdminError::not_found(format!(
-                    "no {side} user `{username}`"
-                )));
-            };
-            users::delete(&ctx.store, &tenant.id, side, username).await?;
-            revoke_subject(ctx, &tenant, &user.username).await?;
-            tracing::info!(tenant = %tenant.id, %side, username = %user.username, "user deleted");
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({"deleted": user.username}),
-            ))
-        }
-        (Method::GET, ["keys"]) => Ok(json(StatusCode::OK, &ctx.keys.list(&tenant.id))),
-        (Method::POST, ["keys", "rotate"]) => {
+    match rest {
+        ["clients", rest @ ..] => client_routes(ctx, &tenant, method, rest, body).await,
+        ["users", rest @ ..] => user_routes(ctx, &tenant, method, rest, &query, body).await,
+        ["keys"] if method == Method::GET => Ok(json(StatusCode::OK, &ctx.keys.list(&tenant.id))),
+        ["keys", "rotate"] if method == Method::POST => {
             let key = ctx.keys.rotate(&tenant).await.map_err(|e| {
                 AdminError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -276,7 +215,7 @@ async fn route(ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, AdminErr
             })?;
             Ok(json(StatusCode::OK, &key))
         }
-        (Method::POST, ["revocations"]) => {
+        ["revocations"] if method == Method::POST => {
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
             struct Body {
@@ -288,6 +227,94 @@ async fn route(ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, AdminErr
             }
             let revocation = revoke_subject(ctx, &tenant, &subject).await?;
             Ok(json(StatusCode::OK, &revocation))
+        }
+        _ => Err(AdminError::not_found("no such admin endpoint")),
+    }
+}
+
+/// `/v1/tenants/{t}/clients...`
+async fn client_routes(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    method: Method,
+    rest: &[&str],
+    body: Body,
+) -> Result<Response<Body>, AdminError> {
+    let missing = |id: &str| AdminError::not_found(format!("no client `{id}`"));
+    match (method, rest) {
+        (Method::GET, []) => {
+            let list: Vec<PublicClient> = clients::list(&ctx.store, &tenant.id)
+                .await?
+                .iter()
+                .map(PublicClient::from)
+                .collect();
+            Ok(json(StatusCode::OK, &list))
+        }
+        (Method::POST, []) => {
+            let new: NewClient = read_json(body).await?;
+            let created = clients::create(&ctx.store, &tenant.id, new).await?;
+            tracing::info!(tenant = %tenant.id, client_id = %created.client.client_id, side = %created.client.side, "client created");
+            Ok(json(StatusCode::CREATED, &created))
+        }
+        (Method::GET, [id]) => match clients::get(&ctx.store, &tenant.id, id).await? {
+            Some(c) => Ok(json(StatusCode::OK, &PublicClient::from(&c))),
+            None => Err(missing(id)),
+        },
+        (Method::POST, [id, action @ ("disable" | "enable")]) => {
+            let client = clients::set_disabled(&ctx.store, &tenant.id, id, *action == "disable")
+                .await?
+                .ok_or_else(|| missing(id))?;
+            tracing::info!(tenant = %tenant.id, client_id = %id, action, "client updated");
+            Ok(json(StatusCode::OK, &PublicClient::from(&client)))
+        }
+        (Method::DELETE, [id]) => {
+            if !clients::delete(&ctx.store, &tenant.id, id).await? {
+                return Err(missing(id));
+            }
+            tracing::info!(tenant = %tenant.id, client_id = %id, "client deleted");
+            Ok(json(StatusCode::OK, &serde_json::json!({"deleted": id})))
+        }
+        _ => Err(AdminError::not_found("no such admin endpoint")),
+    }
+}
+
+/// `/v1/tenants/{t}/users...`
+async fn user_routes(
+    ctx: &Ctx,
+    tenant: &Tenant,
+    method: Method,
+    rest: &[&str],
+    query: &str,
+    body: Body,
+) -> Result<Response<Body>, AdminError> {
+    match (method, rest) {
+        (Method::GET, []) => list_users(ctx, tenant, query).await,
+        (Method::POST, []) => create_user(ctx, tenant, body).await,
+        (Method::POST, [side, username, action @ ("disable" | "enable")]) => {
+            let side = parse_side(side)?;
+            let user =
+                users::set_disabled(&ctx.store, &tenant.id, side, username, *action == "disable")
+                    .await?;
+            if *action == "disable" {
+                revoke_subject(ctx, tenant, &user.username).await?;
+            }
+            tracing::info!(tenant = %tenant.id, %side, username = %user.username, action, "user updated");
+            Ok(json(StatusCode::OK, &PublicUser::new(&user, side)))
+        }
+        (Method::DELETE, [side, username]) => {
+            let side = parse_side(side)?;
+            let Some(user) = users::get(&ctx.store, &tenant.id, side, username).await? else {
+                return Err(AdminError::not_found(format!(
+                    "no {side} user `{username}`"
+                )));
+            };
+            users::delete(&ctx.store, &tenant.id, side, username).await?;
+            revoke_subject(ctx, tenant, &user.username).await?;
+            tracing::info!(tenant = %tenant.id, %side, username = %user.username, "user deleted");
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"deleted": user.username}),
+            ))
         }
         _ => Err(AdminError::not_found("no such admin endpoint")),
     }

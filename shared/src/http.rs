@@ -102,19 +102,7 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .max_buf_size(options.max_head_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(options.max_head_bytes as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Duration::from_secs(30));
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http_builder(&options));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let local = listener
@@ -142,59 +130,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            local,
-            tls: tls.is_some(),
-        };
-        let service = service.clone();
         let svc = PerConnection {
             service: service.clone(),
-            info,
+            info: ConnInfo {
+                peer,
+                local,
+                tls: tls.is_some(),
+            },
         };
-        let builder = builder.clone();
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(cause = %e, %peer, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                let handshake_timeout = options.handshake_timeout;
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(cause = %e, %peer, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(cause = %e, %peer, "connection ended with an error");
-                    }
-                });
-            }
-        }
+        tokio::spawn(connection(
+            stream,
+            tls.clone(),
+            options.handshake_timeout,
+            builder.clone(),
+            svc,
+            graceful.watcher(),
+        ));
     }
 
     drop(listener);
@@ -203,6 +154,65 @@ pub async fn serve(
         () = tokio::time::sleep(options.grace) => {
             tracing::warn!(grace = ?options.grace, "connections still open after the grace period; closing them");
         }
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 with the head limits and the header read timeout.
+fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_head_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(options.max_head_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
+}
+
+/// One connection: the TLS handshake when there is TLS, then HTTP until
+/// the client closes or shutdown drains it.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: Duration,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    svc: PerConnection,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let peer = svc.info.peer;
+    let result = match tls {
+        None => {
+            watcher
+                .watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned(),
+                )
+                .await
+        }
+        Some(acceptor) => {
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return tracing::debug!(cause = %e, %peer, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+            watcher
+                .watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned(),
+                )
+                .await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(cause = %e, %peer, "connection ended with an error");
     }
 }
 

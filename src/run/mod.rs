@@ -123,22 +123,9 @@ pub async fn start_with_store(
 
     let (issuer, admin_token) = match mode {
         Mode::Serve | Mode::Issuer => {
-            let admin_token = admin_token(&config)?;
-            let kek = splitgate_issuer::load_kek(&config.store)
-                .map_err(anyhow::Error::msg)
-                .context("store.encryption_key")?;
-            let issuer = Issuer::start(IssuerParts {
-                config: config.issuer.clone(),
-                tenants: tenants.clone(),
-                store: store.clone(),
-                kek,
-                keys: keys.clone(),
-                revocations: revocations.clone(),
-                admin_token: admin_token.clone(),
-            })
-            .await
-            .context("starting the issuer")?;
-            (Some(issuer), Some(admin_token))
+            let (issuer, token) =
+                start_issuer(&config, &tenants, &store, &keys, &revocations).await?;
+            (Some(issuer), Some(token))
         }
         Mode::Gateway => {
             if !store.is_shared() {
@@ -195,6 +182,32 @@ pub async fn start_with_store(
         servers,
         background,
     })
+}
+
+/// The issuer with its admin token and key-encryption key.
+async fn start_issuer(
+    config: &Config,
+    tenants: &Tenants,
+    store: &Store,
+    keys: &std::sync::Arc<PublishedKeys>,
+    revocations: &std::sync::Arc<RevocationView>,
+) -> anyhow::Result<(Issuer, Secret)> {
+    let admin_token = admin_token(config)?;
+    let kek = splitgate_issuer::load_kek(&config.store)
+        .map_err(anyhow::Error::msg)
+        .context("store.encryption_key")?;
+    let issuer = Issuer::start(IssuerParts {
+        config: config.issuer.clone(),
+        tenants: tenants.clone(),
+        store: store.clone(),
+        kek,
+        keys: keys.clone(),
+        revocations: revocations.clone(),
+        admin_token: admin_token.clone(),
+    })
+    .await
+    .context("starting the issuer")?;
+    Ok((issuer, admin_token))
 }
 
 async fn wait(mut stopped: watch::Receiver<bool>) {

@@ -363,133 +363,146 @@ fn gateway(c: &mut Check, raw: super::file::RawGateway) -> GatewayConfig {
 }
 
 fn tenants(c: &mut Check, raw: std::collections::BTreeMap<String, RawTenant>) -> Vec<Tenant> {
+    // Which tenant claimed each host first: a host selects one tenant.
     let mut owners: HashMap<String, String> = HashMap::new();
-    let mut out = Vec::new();
-    for (id, t) in raw {
-        let key = |field: &str| format!("tenants.{id}.{field}");
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    raw.into_iter()
+        .map(|(id, t)| tenant(c, &mut owners, id, t))
+        .collect()
+}
+
+fn tenant(c: &mut Check, owners: &mut HashMap<String, String>, id: String, t: RawTenant) -> Tenant {
+    let key = |field: &str| format!("tenants.{id}.{field}");
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        c.fail(
+            format!("tenants.{id}"),
+            "a tenant id is 1-64 of a-z, 0-9, - and _",
+        );
+    }
+    let hosts = hosts(c, owners, &id, t.hosts);
+    let base_url = match t.base_url.as_deref() {
+        Some(b) => match c.uri(&key("base_url"), b) {
+            Some(_) => b.to_owned(),
+            None => String::new(),
+        },
+        None => match hosts.first() {
+            Some(h) => format!("http://{h}"),
+            None => String::new(),
+        },
+    };
+    let backend_prefix = t.backend_prefix.unwrap_or_else(|| "/admin".into());
+    if !valid_prefix(&backend_prefix) {
+        c.fail(
+            key("backend_prefix"),
+            format!("`{backend_prefix}` must start with `/`, not end with `/`, use only a-z, A-Z, 0-9, -, _ and /, and not be /api, /oauth2-token or /.well-known"),
+        );
+    }
+    let upstream = match t.upstream.as_deref() {
+        Some(u) => c.uri(&key("upstream"), u),
+        None => {
+            c.fail(
+                key("upstream"),
+                "required: the URL of this tenant's JSON:API backend",
+            );
+            None
+        }
+    };
+    let signing_alg = match t.signing_alg.as_deref() {
+        None => SigningAlg::Rs256,
+        Some(s) => s.parse().unwrap_or_else(|_| {
+            c.fail(
+                key("signing_alg"),
+                format!("`{s}` is not one of: RS256, ES256, EdDSA"),
+            );
+            SigningAlg::Rs256
+        }),
+    };
+    let cors_origins = t.cors_origins.unwrap_or_default();
+    for origin in &cors_origins {
+        if !valid_origin(origin) {
+            c.fail(
+                key("cors_origins"),
+                format!("`{origin}` is not an origin such as \"https://shop.example.com\""),
+            );
+        }
+    }
+    Tenant {
+        name: t.name.unwrap_or_else(|| id.clone()),
+        hosts,
+        base_url,
+        backend_prefix,
+        upstream: upstream.unwrap_or_default(),
+        signing_alg,
+        access_token_ttl: c.duration(
+            &key("access_token_ttl"),
+            t.access_token_ttl.as_deref(),
+            "1h",
+            Duration::from_secs(1),
+        ),
+        refresh_token_ttl: c.duration(
+            &key("refresh_token_ttl"),
+            t.refresh_token_ttl.as_deref(),
+            "30d",
+            Duration::from_secs(1),
+        ),
+        auth_code_ttl: c.duration(
+            &key("auth_code_ttl"),
+            t.auth_code_ttl.as_deref(),
+            "10m",
+            Duration::from_secs(1),
+        ),
+        visitor_ttl: c.duration(
+            &key("visitor_ttl"),
+            t.visitor_ttl.as_deref(),
+            "30d",
+            Duration::from_secs(1),
+        ),
+        cors_origins,
+        tls: c.tls(&key("tls"), t.tls),
+        id,
+    }
+}
+
+/// A tenant's host names, lowercased; each may belong to one tenant only.
+fn hosts(
+    c: &mut Check,
+    owners: &mut HashMap<String, String>,
+    id: &str,
+    raw: Option<Vec<String>>,
+) -> Vec<String> {
+    let key = format!("tenants.{id}.hosts");
+    let hosts: Vec<String> = raw
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if hosts.is_empty() {
+        c.fail(
+            key.clone(),
+            "list at least one host name that selects this tenant",
+        );
+    }
+    for host in &hosts {
+        if host.is_empty()
+            || host.contains(['/', ' ', '@', '?', '#'])
+            || (host.contains(':') && !host.starts_with('['))
         {
             c.fail(
-                format!("tenants.{id}"),
-                "a tenant id is 1-64 of a-z, 0-9, - and _",
+                key.clone(),
+                format!("`{host}` must be a bare host name without scheme or port"),
             );
-        }
-        let hosts: Vec<String> = t
-            .hosts
-            .unwrap_or_default()
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
-        if hosts.is_empty() {
+        } else if let Some(other) = owners.insert(host.clone(), id.to_owned()) {
             c.fail(
-                key("hosts"),
-                "list at least one host name that selects this tenant",
+                key.clone(),
+                format!("`{host}` is already a host of tenant `{other}`"),
             );
         }
-        for host in &hosts {
-            if host.is_empty()
-                || host.contains(['/', ' ', '@', '?', '#'])
-                || (host.contains(':') && !host.starts_with('['))
-            {
-                c.fail(
-                    key("hosts"),
-                    format!("`{host}` must be a bare host name without scheme or port"),
-                );
-            } else if let Some(other) = owners.insert(host.clone(), id.clone()) {
-                c.fail(
-                    key("hosts"),
-                    format!("`{host}` is already a host of tenant `{other}`"),
-                );
-            }
-        }
-        let base_url = match t.base_url.as_deref() {
-            Some(b) => match c.uri(&key("base_url"), b) {
-                Some(_) => b.to_owned(),
-                None => String::new(),
-            },
-            None => match hosts.first() {
-                Some(h) => format!("http://{h}"),
-                None => String::new(),
-            },
-        };
-        let backend_prefix = t.backend_prefix.unwrap_or_else(|| "/admin".into());
-        if !valid_prefix(&backend_prefix) {
-            c.fail(
-                key("backend_prefix"),
-                format!("`{backend_prefix}` must start with `/`, not end with `/`, use only a-z, A-Z, 0-9, -, _ and /, and not be /api, /oauth2-token or /.well-known"),
-            );
-        }
-        let upstream = match t.upstream.as_deref() {
-            Some(u) => c.uri(&key("upstream"), u),
-            None => {
-                c.fail(
-                    key("upstream"),
-                    "required: the URL of this tenant's JSON:API backend",
-                );
-                None
-            }
-        };
-        let signing_alg = match t.signing_alg.as_deref() {
-            None => SigningAlg::Rs256,
-            Some(s) => s.parse().unwrap_or_else(|_| {
-                c.fail(
-                    key("signing_alg"),
-                    format!("`{s}` is not one of: RS256, ES256, EdDSA"),
-                );
-                SigningAlg::Rs256
-            }),
-        };
-        let cors_origins = t.cors_origins.unwrap_or_default();
-        for origin in &cors_origins {
-            if !valid_origin(origin) {
-                c.fail(
-                    key("cors_origins"),
-                    format!("`{origin}` is not an origin such as \"https://shop.example.com\""),
-                );
-            }
-        }
-        let tenant = Tenant {
-            name: t.name.unwrap_or_else(|| id.clone()),
-            hosts,
-            base_url,
-            backend_prefix,
-            upstream: upstream.unwrap_or_default(),
-            signing_alg,
-            access_token_ttl: c.duration(
-                &key("access_token_ttl"),
-                t.access_token_ttl.as_deref(),
-                "1h",
-                Duration::from_secs(1),
-            ),
-            refresh_token_ttl: c.duration(
-                &key("refresh_token_ttl"),
-                t.refresh_token_ttl.as_deref(),
-                "30d",
-                Duration::from_secs(1),
-            ),
-            auth_code_ttl: c.duration(
-                &key("auth_code_ttl"),
-                t.auth_code_ttl.as_deref(),
-                "10m",
-                Duration::from_secs(1),
-            ),
-            visitor_ttl: c.duration(
-                &key("visitor_ttl"),
-                t.visitor_ttl.as_deref(),
-                "30d",
-                Duration::from_secs(1),
-            ),
-            cors_origins,
-            tls: c.tls(&key("tls"), t.tls),
-            id,
-        };
-        out.push(tenant);
     }
-    out
+    hosts
 }
 
 fn valid_prefix(p: &str) -> bool {
