@@ -9,8 +9,9 @@
 //!   issuer, RS256, embedded store), with a real client-credentials token
 //!   from its token endpoint, the same token on every request.
 //!
-//! Each configuration is then measured again with one connection (one
-//! request at a time), to show what a request costs when nothing queues.
+//! The three are measured in interleaved rounds (direct, noauth, auth,
+//! five times), then again the same way with one connection (one request
+//! at a time), to show what a request costs when nothing queues.
 //!
 //! Prints one JSON line per configuration and a summary line on stdout;
 //! progress goes to stderr. See `docs/benchmarks.md`.
@@ -28,16 +29,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use splitgate::demo::DemoBackend;
-use splitgate::run::{self, Listeners, Mode};
+use splitgate::run::{self, Listeners, Mode, Running};
 use splitgate_gateway::{
     GatewayParts, server_options, stack_without_authentication_for_benchmarks,
 };
-use splitgate_shared::http::{StatusCode as Status, full, serve, service_fn};
+use splitgate_shared::http::{Response, full, serve, service_fn};
 use splitgate_shared::keys::PublishedKeys;
 use splitgate_shared::revocation::RevocationView;
 use splitgate_shared::{Config, Tenants};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use load::{Outcome, Plan, Template};
 
@@ -58,6 +60,9 @@ const SERIAL: Plan = Plan {
     warmup: Duration::from_millis(500),
     window: Duration::from_secs(2),
 };
+
+/// Each configuration is measured in this many slices, interleaved.
+const ROUNDS: u32 = 5;
 
 const GOAL_RATIO: f64 = 0.90;
 const GOAL_P99_ADDED_US: i64 = 1000;
@@ -99,20 +104,34 @@ async fn bench() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    eprintln!("direct: {PLAN:?}");
-    let direct = measure(backend.addr(), None).await;
-    println!("{}", line("direct", &direct));
+    // All three up at once, then measured in interleaved rounds so that
+    // they see the same machine.
+    let noauth = NoAuthGateway::start(&config).await;
+    let (running, token) = serve_with_token(config).await;
+    let targets = [
+        (backend.addr(), request(None)),
+        (noauth.addr, request(None)),
+        (running.public, request(Some(&token))),
+    ];
+    for (addr, template) in &targets {
+        let (status, _, body) = load::fetch(*addr, template).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    }
+    eprintln!("{ROUNDS} rounds of direct, noauth, auth: {PLAN:?}");
+    let loaded = load::rounds(&targets, PLAN, ROUNDS).await;
+    eprintln!("{ROUNDS} rounds of direct, noauth, auth: {SERIAL:?}");
+    let serial = load::rounds(&targets, SERIAL, ROUNDS).await;
+    running.stop().await;
+    noauth.stop().await;
+    trimmer.abort();
 
-    eprintln!("noauth: {PLAN:?}");
-    let noauth = without_authentication(&config).await;
-    println!("{}", line("noauth", &noauth));
-
-    eprintln!("auth: {PLAN:?}");
-    let auth = with_authentication(config).await;
-    println!("{}", line("auth", &auth));
-
-    let ratio = auth.loaded.rps() / noauth.loaded.rps();
-    let p99_added = added_p99(&auth.loaded, &direct.loaded);
+    let names = ["direct", "noauth", "auth"];
+    for (name, (loaded, serial)) in names.iter().zip(loaded.iter().zip(&serial)) {
+        println!("{}", line(name, loaded, serial));
+    }
+    let (direct, noauth, auth) = (&loaded[0], &loaded[1], &loaded[2]);
+    let ratio = auth.rps() / noauth.rps();
+    let p99_added = added_p99(auth, direct);
     println!(
         "{}",
         json!({
@@ -124,21 +143,16 @@ async fn bench() {
             "goal_auth_over_noauth": GOAL_RATIO,
             "p99_added_us": p99_added,
             "goal_p99_added_us": GOAL_P99_ADDED_US,
-            "p99_added_us_one_connection": added_p99(&auth.serial, &direct.serial),
             "met": ratio >= GOAL_RATIO && p99_added < GOAL_P99_ADDED_US,
+            "one_connection_auth_over_noauth": round(serial[2].rps() / serial[1].rps(), 3),
+            "one_connection_p99_added_us": added_p99(&serial[2], &serial[0]),
         })
     );
-    trimmer.abort();
 }
 
-/// A configuration's figures: under [`PLAN`] and under [`SERIAL`].
-struct Figures {
-    loaded: Outcome,
-    serial: Outcome,
-}
-
-/// The load at `addr`, with `Authorization: Bearer <token>` if given.
-async fn measure(addr: SocketAddr, token: Option<&str>) -> Figures {
+/// `GET /api/products` for the tenant, with `Authorization: Bearer
+/// <token>` if given.
+fn request(token: Option<&str>) -> Template {
     let mut headers = HeaderMap::new();
     headers.insert(header::HOST, HeaderValue::from_static(HOST));
     headers.insert(
@@ -151,55 +165,61 @@ async fn measure(addr: SocketAddr, token: Option<&str>) -> Figures {
             HeaderValue::from_str(&format!("Bearer {token}")).expect("token header"),
         );
     }
-    let template = Template {
+    Template {
         method: Method::GET,
         path: PATH.into(),
         headers,
         body: Bytes::new(),
-    };
-    let (status, _, body) = load::fetch(addr, &template).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let loaded = load::run(addr, template.clone(), PLAN).await;
-    let serial = load::run(addr, template, SERIAL).await;
-    Figures { loaded, serial }
+    }
 }
 
 /// The gateway stack without authentication, on the same server loop and
 /// options as `serve`'s public listener.
-async fn without_authentication(config: &Config) -> Figures {
-    let no_issuer = service_fn(|_| async {
-        let mut res = splitgate_shared::http::Response::new(full("no issuer here\n"));
-        *res.status_mut() = Status::NOT_FOUND;
-        res
-    });
-    let service = stack_without_authentication_for_benchmarks(GatewayParts {
-        config: config.gateway.clone(),
-        tenants: Tenants::new(config.tenants.clone()),
-        keys: PublishedKeys::new(),
-        revocations: RevocationView::new(),
-        issuer: no_issuer,
-        jwks: None,
-    })
-    .expect("gateway stack");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        service,
-        server_options(&config.gateway, None),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let figures = measure(addr, None).await;
-    let _ = stop.send(());
-    server.await.expect("server task");
-    figures
+struct NoAuthGateway {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
 }
 
-/// `splitgate serve` with a storefront client's client-credentials token.
-async fn with_authentication(config: Config) -> Figures {
+impl NoAuthGateway {
+    async fn start(config: &Config) -> NoAuthGateway {
+        let no_issuer = service_fn(|_| async {
+            let mut res = Response::new(full("no issuer here\n"));
+            *res.status_mut() = StatusCode::NOT_FOUND;
+            res
+        });
+        let service = stack_without_authentication_for_benchmarks(GatewayParts {
+            config: config.gateway.clone(),
+            tenants: Tenants::new(config.tenants.clone()),
+            keys: PublishedKeys::new(),
+            revocations: RevocationView::new(),
+            issuer: no_issuer,
+            jwks: None,
+        })
+        .expect("gateway stack");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            service,
+            server_options(&config.gateway, None),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        NoAuthGateway { addr, stop, server }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.expect("server task");
+    }
+}
+
+/// `splitgate serve` and a storefront client's client-credentials token
+/// from its token endpoint.
+async fn serve_with_token(config: Config) -> (Running, String) {
     let listeners = Listeners::ephemeral().await.expect("bind");
     let running = run::start(Mode::Serve, config, listeners)
         .await
@@ -213,19 +233,16 @@ async fn with_authentication(config: Config) -> Figures {
     let (status, _, body) =
         load::fetch(running.public, &server::token_request(HOST, &id, &secret)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let token = server::access_token(&body);
-    let figures = measure(running.public, Some(&token)).await;
-    running.stop().await;
-    figures
+    (running, server::access_token(&body))
 }
 
-fn line(config: &str, figures: &Figures) -> Value {
-    let (loaded, serial) = (&figures.loaded, &figures.serial);
+fn line(config: &str, loaded: &Outcome, serial: &Outcome) -> Value {
     json!({
         "bench": "gateway",
         "config": config,
         "connections": PLAN.connections,
         "seconds": PLAN.window.as_secs(),
+        "rounds": ROUNDS,
         "rps": round(loaded.rps(), 1),
         "p50_us": loaded.percentile_us(0.50),
         "p99_us": loaded.percentile_us(0.99),

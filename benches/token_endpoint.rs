@@ -6,10 +6,13 @@
 //!   of `splitgate issuer` (embedded store, a confidential client made
 //!   through the admin API), driven over real sockets by `support/load.rs`.
 //! - `ceiling_sign_rps`: `sign_jwt` of the same tenant key over claims of
-//!   the same size, one thread per core, nothing else running.
+//!   the same size, one thread per core, no HTTP running meanwhile.
 //! - `ceiling_http_rps`: the same server loop (`http::serve`, same options)
 //!   with a handler that reads the request and returns the endpoint's own
 //!   response (same body size, same headers), same load generator.
+//!
+//! The three are measured in interleaved rounds (endpoint, signing, HTTP,
+//! five times), so that they see the same machine.
 //!
 //! `cargo bench --bench token_endpoint -- ES256 EdDSA` runs only those.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +23,7 @@ mod load;
 mod server;
 
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +34,11 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use splitgate::run::{self, Listeners, Mode, Running};
-use splitgate_shared::http::{Body, Request, Response, full, serve, service_fn};
+use splitgate_shared::http::{Body, Request, Response, ServerOptions, full, serve, service_fn};
 use splitgate_shared::keys::SigningKey;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use load::{Outcome, Plan};
 
@@ -52,8 +57,14 @@ const HTTP_PLAN: Plan = Plan {
 
 /// The signing ceiling is steady after a moment; a shorter run keeps the
 /// whole benchmark under a minute.
-const SIGN_WARMUP: Duration = Duration::from_millis(500);
-const SIGN_WINDOW: Duration = Duration::from_secs(3);
+const SIGN_PLAN: Plan = Plan {
+    connections: 0, // threads: one per core
+    warmup: Duration::from_millis(500),
+    window: Duration::from_secs(3),
+};
+
+/// Each figure is measured in this many slices, interleaved.
+const ROUNDS: u32 = 5;
 
 const GOAL: f64 = 0.70;
 
@@ -104,7 +115,7 @@ async fn bench() {
 
 async fn bench_alg(
     running: &Running,
-    options: &splitgate_shared::http::ServerOptions,
+    options: &ServerOptions,
     alg: &str,
     tenant: &str,
     host: &str,
@@ -120,27 +131,49 @@ async fn bench_alg(
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let token = server::access_token(&body);
 
-    eprintln!("{alg}: endpoint, {HTTP_PLAN:?}");
-    let endpoint = load::run(running.public, request.clone(), HTTP_PLAN).await;
-
-    eprintln!("{alg}: signing ceiling, {} threads", cores());
     let key = running
         .issuer
         .as_ref()
         .expect("issuer mode has an issuer")
         .signer(tenant)
         .expect("the tenant has a signing key");
-    let claims = claims_of(&token);
-    let probe = key.sign_jwt(&claims).expect("sign");
+    let claims = Arc::new(claims_of(&token));
+    let probe = key.sign_jwt(&*claims).expect("sign");
     assert_eq!(probe.len(), token.len(), "ceiling claims differ in size");
-    let sign_rps = tokio::task::spawn_blocking(move || sign_ceiling(&key, &claims))
-        .await
-        .expect("signing threads");
+    let ceiling = HttpCeiling::start(options, headers, body).await;
 
-    eprintln!("{alg}: HTTP ceiling, {HTTP_PLAN:?}");
-    let http = http_ceiling(options, &request, headers, body).await;
+    // Interleaved, so that the three figures see the same machine.
+    let (plan, sign_plan) = (HTTP_PLAN.slice(ROUNDS), SIGN_PLAN.slice(ROUNDS));
+    let mut endpoint: Option<Outcome> = None;
+    let mut http: Option<Outcome> = None;
+    let mut signatures = 0u64;
+    for round in 1..=ROUNDS {
+        eprintln!("{alg}: round {round}/{ROUNDS}: endpoint, signing, HTTP ceiling");
+        let e = load::run(running.public, request.clone(), plan).await;
+        absorb(&mut endpoint, e);
+        let (key, claims) = (key.clone(), claims.clone());
+        signatures += tokio::task::spawn_blocking(move || sign_ceiling(&key, &claims, sign_plan))
+            .await
+            .expect("signing threads");
+        let h = load::run(ceiling.addr, request.clone(), plan).await;
+        absorb(&mut http, h);
+    }
+    ceiling.stop().await;
+    let sign_rps = signatures as f64 / SIGN_PLAN.window.as_secs_f64();
+    report(
+        alg,
+        &endpoint.expect("rounds ran"),
+        sign_rps,
+        &http.expect("rounds ran"),
+        token.len(),
+    )
+}
 
-    report(alg, &endpoint, sign_rps, &http, token.len())
+fn absorb(total: &mut Option<Outcome>, outcome: Outcome) {
+    match total {
+        Some(total) => total.absorb(outcome),
+        None => *total = Some(outcome),
+    }
 }
 
 fn report(
@@ -165,6 +198,7 @@ fn report(
         "alg": alg,
         "connections": HTTP_PLAN.connections,
         "seconds": HTTP_PLAN.window.as_secs(),
+        "rounds": ROUNDS,
         "endpoint_rps": round(endpoint.rps(), 1),
         "ceiling_sign_rps": round(sign_rps, 1),
         "ceiling_http_rps": round(http_rps, 1),
@@ -188,11 +222,12 @@ fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("claims")
 }
 
-/// Signatures per second over [`SIGN_WINDOW`], one thread per core.
-fn sign_ceiling(key: &SigningKey, claims: &Value) -> f64 {
-    let from = Instant::now() + SIGN_WARMUP;
-    let until = from + SIGN_WINDOW;
-    let total: u64 = std::thread::scope(|scope| {
+/// Signatures made in `plan.window` after `plan.warmup`, one thread per
+/// core.
+fn sign_ceiling(key: &SigningKey, claims: &Value, plan: Plan) -> u64 {
+    let from = Instant::now() + plan.warmup;
+    let until = from + plan.window;
+    std::thread::scope(|scope| {
         let threads: Vec<_> = (0..cores())
             .map(|_| {
                 scope.spawn(|| {
@@ -214,43 +249,48 @@ fn sign_ceiling(key: &SigningKey, claims: &Value) -> f64 {
             .into_iter()
             .map(|t| t.join().expect("signing thread"))
             .sum()
-    });
-    total as f64 / SIGN_WINDOW.as_secs_f64()
+    })
 }
 
-/// The server loop with a trivial handler that answers the endpoint's own
-/// response, under the same load.
-async fn http_ceiling(
-    options: &splitgate_shared::http::ServerOptions,
-    request: &load::Template,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Outcome {
-    // Every header the endpoint sent except those hyper writes itself.
-    let mut fixed = headers;
-    for name in [header::CONTENT_LENGTH, header::DATE, header::CONNECTION] {
-        fixed.remove(name);
-    }
-    let fixed = Arc::new(fixed);
-    let service = service_fn(move |req: Request<Body>| {
-        let (fixed, body) = (fixed.clone(), body.clone());
-        async move {
-            let _ = req.into_body().collect().await;
-            let mut res = Response::new(full(body));
-            *res.headers_mut() = (*fixed).clone();
-            res
+/// The server loop with a trivial handler that reads the request and
+/// answers the endpoint's own response: same options, same body, same
+/// headers.
+struct HttpCeiling {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl HttpCeiling {
+    async fn start(options: &ServerOptions, headers: HeaderMap, body: Bytes) -> HttpCeiling {
+        // Every header the endpoint sent except those hyper writes itself.
+        let mut fixed = headers;
+        for name in [header::CONTENT_LENGTH, header::DATE, header::CONNECTION] {
+            fixed.remove(name);
         }
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, service, options.clone(), async {
-        let _ = stopped.await;
-    }));
-    let outcome = load::run(addr, request.clone(), HTTP_PLAN).await;
-    let _ = stop.send(());
-    server.await.expect("server task");
-    outcome
+        let fixed = Arc::new(fixed);
+        let service = service_fn(move |req: Request<Body>| {
+            let (fixed, body) = (fixed.clone(), body.clone());
+            async move {
+                let _ = req.into_body().collect().await;
+                let mut res = Response::new(full(body));
+                *res.headers_mut() = (*fixed).clone();
+                res
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, service, options.clone(), async {
+            let _ = stopped.await;
+        }));
+        HttpCeiling { addr, stop, server }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.expect("server task");
+    }
 }
 
 fn cores() -> usize {

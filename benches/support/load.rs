@@ -10,6 +10,14 @@
 //! its latency (request sent to last body byte read) to the record, any
 //! other status, transport error or timeout adds one to `errors`. Rates
 //! and percentiles are computed from those raw counts and latencies.
+//!
+//! The machine is shared (2 cores for the load generator and the servers,
+//! and other work may come and go), so figures that are compared with
+//! each other are measured in interleaved rounds ([`rounds`]): each target
+//! in turn for a slice of the window, on fresh connections, so that drift
+//! over time and the luck of how tasks land on cores affect all of them
+//! alike.
+#![allow(dead_code)] // each benchmark uses its own part
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +41,17 @@ pub struct Plan {
     pub connections: usize,
     pub warmup: Duration,
     pub window: Duration,
+}
+
+impl Plan {
+    /// One round's share of this plan (warm-up and window split evenly).
+    pub fn slice(self, rounds: u32) -> Plan {
+        Plan {
+            connections: self.connections,
+            warmup: self.warmup / rounds,
+            window: self.window / rounds,
+        }
+    }
 }
 
 /// The one request a run sends over and over. `headers` must include
@@ -86,6 +105,36 @@ impl Outcome {
         let rank = (q * self.latencies_us.len() as f64).ceil() as usize;
         self.latencies_us[rank.clamp(1, self.latencies_us.len()) - 1]
     }
+
+    /// Adds another measurement of the same target.
+    pub fn absorb(&mut self, other: Outcome) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+    }
+}
+
+/// Measures every target with `plan`, interleaved: `rounds` times, each
+/// target in turn for its slice of the plan. One [`Outcome`] per target,
+/// in order, over the whole window.
+pub async fn rounds(targets: &[(SocketAddr, Template)], plan: Plan, rounds: u32) -> Vec<Outcome> {
+    let slice = plan.slice(rounds);
+    let mut outcomes: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
+    for _ in 0..rounds {
+        for ((addr, template), total) in targets.iter().zip(outcomes.iter_mut()) {
+            let outcome = run(*addr, template.clone(), slice).await;
+            match total {
+                Some(total) => total.absorb(outcome),
+                None => *total = Some(outcome),
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("at least one round"))
+        .collect()
 }
 
 /// What one connection counted.
