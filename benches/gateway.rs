@@ -1,5 +1,7 @@
 //! What the gateway's authentication costs (issue 3). One run at 64
-//! connections of `GET /api/products` against the demo JSON:API backend:
+//! connections of `GET /api/products` against a JSON:API backend that
+//! answers a fixed document (so that the figures measure the gateway, not
+//! the backend's own work):
 //!
 //! - `direct`: the backend itself;
 //! - `noauth`: through the gateway stack built without bearer
@@ -10,8 +12,12 @@
 //!   from its token endpoint, the same token on every request.
 //!
 //! The three are measured in interleaved rounds (direct, noauth, auth,
-//! five times), then again the same way with one connection (one request
-//! at a time), to show what a request costs when nothing queues.
+//! five times): first saturated (64 connections, closed loop: requests/s),
+//! then at a fixed offered load of half the slowest one's saturated rate
+//! (64 connections, open loop: latency counted from when each request was
+//! due), which is where the latency a layer adds can be seen, and last with
+//! one connection (one request at a time). On a saturated 2-core machine
+//! every percentile is mostly time spent waiting for a core.
 //!
 //! Prints one JSON line per configuration and a summary line on stdout;
 //! progress goes to stderr. See `docs/benchmarks.md`.
@@ -28,7 +34,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
-use splitgate::demo::DemoBackend;
 use splitgate::run::{self, Listeners, Mode, Running};
 use splitgate_gateway::{
     GatewayParts, server_options, stack_without_authentication_for_benchmarks,
@@ -50,6 +55,7 @@ const PLAN: Plan = Plan {
     connections: 64,
     warmup: Duration::from_secs(1),
     window: Duration::from_secs(5),
+    rate: None,
 };
 
 /// The same requests one at a time: what each configuration costs a
@@ -59,7 +65,16 @@ const SERIAL: Plan = Plan {
     connections: 1,
     warmup: Duration::from_millis(500),
     window: Duration::from_secs(2),
+    rate: None,
 };
+
+/// The saturated plan again at a fixed offered load (set at run time).
+const PACED: Plan = Plan { rate: None, ..PLAN };
+
+/// The fractions of the slowest configuration's saturated rate offered in
+/// the paced phases: a normal load and a busy one. The goal on added p99 is
+/// judged at the first.
+const PACED_LOADS: [f64; 2] = [0.25, 0.5];
 
 /// Each configuration is measured in this many slices, interleaved.
 const ROUNDS: u32 = 5;
@@ -76,19 +91,7 @@ fn main() {
 }
 
 async fn bench() {
-    let backend = DemoBackend::start(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
-        .expect("demo backend");
-    // The demo backend records every request it sees; the benchmark keeps
-    // that record from growing without bound (the recording itself stays,
-    // equally, in all three figures).
-    let log = backend.log();
-    let trimmer = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            log.clear();
-        }
-    });
+    let backend = Backend::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = server::config(
         dir.path(),
@@ -98,8 +101,8 @@ async fn bench() {
         ),
     );
     eprintln!(
-        "gateway: demo backend on {}, {} connections, {} cores",
-        backend.addr(),
+        "gateway: backend on {}, {} connections, {} cores",
+        backend.addr,
         PLAN.connections,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -109,7 +112,7 @@ async fn bench() {
     let noauth = NoAuthGateway::start(&config).await;
     let (running, token) = serve_with_token(config).await;
     let targets = [
-        (backend.addr(), request(None)),
+        (backend.addr, request(None)),
         (noauth.addr, request(None)),
         (running.public, request(Some(&token))),
     ];
@@ -119,19 +122,42 @@ async fn bench() {
     }
     eprintln!("{ROUNDS} rounds of direct, noauth, auth: {PLAN:?}");
     let loaded = load::rounds(&targets, PLAN, ROUNDS).await;
+    let slowest = loaded
+        .iter()
+        .map(Outcome::rps)
+        .fold(f64::INFINITY, f64::min);
+    let mut paced = Vec::new();
+    for fraction in PACED_LOADS {
+        let plan = Plan {
+            rate: Some((slowest * fraction).round()),
+            ..PACED
+        };
+        eprintln!("{ROUNDS} rounds of direct, noauth, auth: {plan:?}");
+        paced.push((plan, load::rounds(&targets, plan, ROUNDS).await));
+    }
     eprintln!("{ROUNDS} rounds of direct, noauth, auth: {SERIAL:?}");
     let serial = load::rounds(&targets, SERIAL, ROUNDS).await;
     running.stop().await;
     noauth.stop().await;
-    trimmer.abort();
+    backend.stop().await;
 
     let names = ["direct", "noauth", "auth"];
-    for (name, (loaded, serial)) in names.iter().zip(loaded.iter().zip(&serial)) {
-        println!("{}", line(name, loaded, serial));
+    for (i, name) in names.iter().enumerate() {
+        println!("{}", line(name, &loaded[i], &paced, i, &serial[i]));
     }
-    let (direct, noauth, auth) = (&loaded[0], &loaded[1], &loaded[2]);
+    let (noauth, auth) = (&loaded[1], &loaded[2]);
     let ratio = auth.rps() / noauth.rps();
-    let p99_added = added_p99(auth, direct);
+    let p99_added = added_p99(&paced[0].1[2], &paced[0].1[0]);
+    let added: Vec<Value> = paced
+        .iter()
+        .map(|(plan, o)| {
+            json!({
+                "offered_rps": plan.rate,
+                "p50_added_us": i64::from(o[2].percentile_us(0.5)) - i64::from(o[0].percentile_us(0.5)),
+                "p99_added_us": added_p99(&o[2], &o[0]),
+            })
+        })
+        .collect();
     println!(
         "{}",
         json!({
@@ -142,6 +168,9 @@ async fn bench() {
             "auth_over_noauth": round(ratio, 3),
             "goal_auth_over_noauth": GOAL_RATIO,
             "p99_added_us": p99_added,
+            "p99_added_at_rps": paced[0].0.rate,
+            "paced_added": added,
+            "saturated_p99_added_us": added_p99(&loaded[2], &loaded[0]),
             "goal_p99_added_us": GOAL_P99_ADDED_US,
             "met": ratio >= GOAL_RATIO && p99_added < GOAL_P99_ADDED_US,
             "one_connection_auth_over_noauth": round(serial[2].rps() / serial[1].rps(), 3),
@@ -170,6 +199,49 @@ fn request(token: Option<&str>) -> Template {
         path: PATH.into(),
         headers,
         body: Bytes::new(),
+    }
+}
+
+/// The backend behind the gateway: a fixed JSON:API document for every
+/// request, on the same server loop, doing as little as a backend can.
+struct Backend {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl Backend {
+    async fn start() -> Backend {
+        const DOCUMENT: &str = r#"{"data":[{"type":"products","id":"1","attributes":{"name":"Teapot","price":"25.00"}},{"type":"products","id":"2","attributes":{"name":"Cup","price":"6.50"}}]}"#;
+        let service = service_fn(|_| async {
+            let mut res = Response::new(full(DOCUMENT));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.api+json"),
+            );
+            res
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            service,
+            splitgate_shared::http::ServerOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Backend { addr, stop, server }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.expect("server task");
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
@@ -236,7 +308,26 @@ async fn serve_with_token(config: Config) -> (Running, String) {
     (running, server::access_token(&body))
 }
 
-fn line(config: &str, loaded: &Outcome, serial: &Outcome) -> Value {
+fn line(
+    config: &str,
+    loaded: &Outcome,
+    paced: &[(Plan, Vec<Outcome>)],
+    i: usize,
+    serial: &Outcome,
+) -> Value {
+    let paced: Vec<Value> = paced
+        .iter()
+        .map(|(plan, outcomes)| {
+            let o = &outcomes[i];
+            json!({
+                "offered_rps": plan.rate,
+                "rps": round(o.rps(), 1),
+                "p50_us": o.percentile_us(0.50),
+                "p99_us": o.percentile_us(0.99),
+                "errors": o.errors,
+            })
+        })
+        .collect();
     json!({
         "bench": "gateway",
         "config": config,
@@ -248,6 +339,7 @@ fn line(config: &str, loaded: &Outcome, serial: &Outcome) -> Value {
         "p99_us": loaded.percentile_us(0.99),
         "requests": loaded.ok,
         "errors": loaded.errors,
+        "paced": paced,
         "one_connection": {
             "seconds": SERIAL.window.as_secs(),
             "rps": round(serial.rps(), 1),

@@ -53,6 +53,7 @@ const HTTP_PLAN: Plan = Plan {
     connections: 32,
     warmup: Duration::from_secs(1),
     window: Duration::from_secs(5),
+    rate: None,
 };
 
 /// The signing ceiling is steady after a moment; a shorter run keeps the
@@ -61,6 +62,7 @@ const SIGN_PLAN: Plan = Plan {
     connections: 0, // threads: one per core
     warmup: Duration::from_millis(500),
     window: Duration::from_secs(3),
+    rate: None,
 };
 
 /// Each figure is measured in this many slices, interleaved.

@@ -51,13 +51,22 @@ impl SeenRequest {
     }
 }
 
-/// The requests seen so far, shared with the server task.
+/// How many requests the log keeps: the latest ones. `serve --demo` may
+/// run for days; the log must not grow with it.
+const LOG_CAPACITY: usize = 10_000;
+
+/// The latest requests seen, shared with the server task.
 #[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<SeenRequest>>>);
+pub struct RequestLog(Arc<Mutex<std::collections::VecDeque<SeenRequest>>>);
 
 impl RequestLog {
     pub fn all(&self) -> Vec<SeenRequest> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn clear(&self) {
@@ -65,7 +74,11 @@ impl RequestLog {
     }
 
     fn push(&self, seen: SeenRequest) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(seen);
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() == LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(seen);
     }
 }
 

@@ -11,6 +11,13 @@
 //! other status, transport error or timeout adds one to `errors`. Rates
 //! and percentiles are computed from those raw counts and latencies.
 //!
+//! With a `rate`, the load is open-loop instead (wrk2's method): each
+//! connection sends on a fixed schedule that adds up to `rate` requests per
+//! second; a request that falls behind its schedule is counted from when
+//! it was *due*, so time spent queued behind a slow response is not hidden
+//! (no coordinated omission). That is how latency added by a layer is measured below
+//! saturation.
+//!
 //! The machine is shared (2 cores for the load generator and the servers,
 //! and other work may come and go), so figures that are compared with
 //! each other are measured in interleaved rounds ([`rounds`]): each target
@@ -41,6 +48,9 @@ pub struct Plan {
     pub connections: usize,
     pub warmup: Duration,
     pub window: Duration,
+    /// Total requests per second across all connections (open loop);
+    /// `None`: as fast as responses come back (closed loop).
+    pub rate: Option<f64>,
 }
 
 impl Plan {
@@ -50,6 +60,7 @@ impl Plan {
             connections: self.connections,
             warmup: self.warmup / rounds,
             window: self.window / rounds,
+            rate: self.rate,
         }
     }
 }
@@ -164,8 +175,19 @@ pub async fn run(addr: SocketAddr, template: Template, plan: Plan) -> Outcome {
     let start = Instant::now();
     let from = start + plan.warmup;
     let until = from + plan.window;
+    // Open loop: each connection's own interval, and staggered first sends
+    // so that the connections do not fire in lockstep.
+    let interval = plan
+        .rate
+        .map(|rate| Duration::from_secs_f64(plan.connections as f64 / rate));
     let tasks: Vec<_> = (0..plan.connections)
-        .map(|_| tokio::spawn(connection(addr, template.clone(), from, until)))
+        .map(|i| {
+            let schedule = interval.map(|every| Schedule {
+                next: start + every.mul_f64(i as f64 / plan.connections as f64),
+                every,
+            });
+            tokio::spawn(connection(addr, template.clone(), from, until, schedule))
+        })
         .collect();
     let mut outcome = Outcome {
         ok: 0,
@@ -188,13 +210,20 @@ pub async fn run(addr: SocketAddr, template: Template, plan: Plan) -> Outcome {
     outcome
 }
 
-/// One connection's closed loop until `until`; replaces the connection
-/// after a transport error.
+/// When an open-loop connection's next request is due.
+struct Schedule {
+    next: Instant,
+    every: Duration,
+}
+
+/// One connection's loop until `until` (closed, or open with a
+/// `schedule`); replaces the connection after a transport error.
 async fn connection(
     addr: SocketAddr,
     template: Arc<Template>,
     from: Instant,
     until: Instant,
+    mut schedule: Option<Schedule>,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
@@ -218,7 +247,27 @@ async fn connection(
         let Some(conn) = sender.as_mut() else {
             continue;
         };
-        let began = Instant::now();
+        // Open loop: a request that is already due (the previous response
+        // came back late) is sent at once and its latency counted from when
+        // it was due, so queueing is not hidden; otherwise wait for its time
+        // and count from the actual send (the timer wheel's millisecond
+        // granularity is the generator's lateness, not the server's).
+        let began = match schedule.as_mut() {
+            Some(s) => {
+                let due = s.next;
+                s.next += s.every;
+                if due >= until {
+                    return tally;
+                }
+                if Instant::now() >= due {
+                    due
+                } else {
+                    tokio::time::sleep_until(due).await;
+                    Instant::now()
+                }
+            }
+            None => Instant::now(),
+        };
         let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange(conn, &template)).await;
         let done = Instant::now();
         let counted = done >= from && done < until;
