@@ -3,6 +3,8 @@
 //! through the admin API over its socket (as `splitgate client create`
 //! does), and the client-credentials token request.
 
+#![allow(dead_code)] // each benchmark uses its own part
+
 use std::path::Path;
 
 use base64::Engine;
