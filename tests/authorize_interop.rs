@@ -21,32 +21,6 @@ use support::{Server, claims};
 
 const REDIRECT: &str = "http://127.0.0.1:40123/callback";
 
-type HttpFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send>,
->;
-
-/// The `oauth2` crate's HTTP hook, over the test client that resolves the
-/// tenants' host names.
-fn http_client(server: &Server) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + use<> {
-    let http = server.http.clone();
-    move |request: oauth2::HttpRequest| {
-        let http = http.clone();
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let mut req = http.request(parts.method, parts.uri.to_string()).body(body);
-            for (name, value) in &parts.headers {
-                req = req.header(name, value);
-            }
-            let res = req.send().await?;
-            let mut out = http::Response::builder().status(res.status());
-            for (name, value) in res.headers() {
-                out = out.header(name, value);
-            }
-            Ok(out.body(res.bytes().await?.to_vec()).expect("response"))
-        })
-    }
-}
-
 async fn api_status(s: &Server, side: &Side, path: &str, token: &str) -> u16 {
     s.http
         .get(s.url(side.host, path))
@@ -61,7 +35,7 @@ async fn api_status(s: &Server, side: &Side, path: &str, token: &str) -> u16 {
 #[tokio::test]
 async fn oauth2_crate_pkce_flow_on_each_side() {
     let (s, backend) = browser::start_with_backend("").await;
-    let http = http_client(&s);
+    let http = support::oauth2_http(&s);
     for (side, other_api) in [
         (ACME_BACKOFFICE, "/api/orders"),
         (ACME_STOREFRONT, "/admin/api/orders"),

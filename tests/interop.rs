@@ -28,34 +28,6 @@ upstream = "http://127.0.0.1:9"
 signing_alg = "EdDSA"
 "#;
 
-/// The `oauth2` crate's HTTP hook, backed by a client that resolves the
-/// tenants' host names to the test server.
-fn http_client(
-    server: &Server,
-) -> impl Fn(
-    oauth2::HttpRequest,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send>,
-> + use<> {
-    let http = server.http.clone();
-    move |request: oauth2::HttpRequest| {
-        let http = http.clone();
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let mut req = http.request(parts.method, parts.uri.to_string()).body(body);
-            for (name, value) in &parts.headers {
-                req = req.header(name, value);
-            }
-            let res = req.send().await?;
-            let mut out = http::Response::builder().status(res.status());
-            for (name, value) in res.headers() {
-                out = out.header(name, value);
-            }
-            Ok(out.body(res.bytes().await?.to_vec()).expect("response"))
-        })
-    }
-}
-
 /// Verifies with jwt-simple against the published JWKS, requiring `iss`,
 /// `aud` and `typ`.
 fn verify(
@@ -104,7 +76,7 @@ fn verify(
 #[tokio::test]
 async fn oauth2_crate_tokens_validate_with_a_second_jwt_library() {
     let s = Server::start(EDDSA_TENANT).await;
-    let http = http_client(&s);
+    let http = support::oauth2_http(&s);
     for (host, tenant, scheme, prefix) in [
         ("acme.test", "acme", "http", "/admin"),
         ("globex.test", "globex", "https", "/backoffice"),

@@ -169,6 +169,33 @@ pub fn client_for(addr: SocketAddr) -> reqwest::Client {
     builder.build().expect("client")
 }
 
+/// What the `oauth2` crate's HTTP hook returns.
+pub type OAuth2Future = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send>,
+>;
+
+/// The `oauth2` crate's HTTP hook, over the server's client (which resolves
+/// the tenants' host names to it).
+pub fn oauth2_http(server: &Server) -> impl Fn(oauth2::HttpRequest) -> OAuth2Future + use<> {
+    let http = server.http.clone();
+    move |request: oauth2::HttpRequest| {
+        let http = http.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let mut req = http.request(parts.method, parts.uri.to_string()).body(body);
+            for (name, value) in &parts.headers {
+                req = req.header(name, value);
+            }
+            let res = req.send().await?;
+            let mut out = http::Response::builder().status(res.status());
+            for (name, value) in res.headers() {
+                out = out.header(name, value);
+            }
+            Ok(out.body(res.bytes().await?.to_vec()).expect("response"))
+        })
+    }
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
