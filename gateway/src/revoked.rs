@@ -42,19 +42,12 @@ impl RevocationLayer {
         ) else {
             return Err(Reject::Internal.into());
         };
-        if !self.fail_open
-            && self
-                .view
-                .stale_for_ms(&tenant.id)
-                .is_some_and(|stale| stale > self.max_staleness_ms)
-        {
+        let c = &auth.claims;
+        let (stale, revoked) = self.view.check(&tenant.id, &c.jti, &c.sid, &c.sub, c.iat);
+        if !self.fail_open && stale.is_some_and(|ms| ms > self.max_staleness_ms) {
             return Err(Reject::RevocationUnavailable.into());
         }
-        let c = &auth.claims;
-        if self
-            .view
-            .is_revoked(&tenant.id, &c.jti, &c.sid, &c.sub, c.iat)
-        {
+        if revoked {
             return Err(Refusal::bearer(TokenError::Revoked, tenant, auth.side));
         }
         Ok(())

@@ -157,6 +157,24 @@ impl TenantView {
     fn len(&self) -> usize {
         self.jti.len() + self.sid.len() + self.sub.len()
     }
+
+    fn covers(&self, jti: &str, sid: &str, subject: &str, iat: u64) -> bool {
+        self.jti.contains_key(jti)
+            || self.sid.contains_key(sid)
+            || self
+                .sub
+                .get(subject)
+                .is_some_and(|(before, _)| iat < *before)
+    }
+}
+
+/// `None` while current; otherwise for how long not (never: forever).
+fn staleness(view: &TenantView) -> Option<u64> {
+    match (view.current, view.stale_since_ms) {
+        (true, _) => None,
+        (false, 0) => Some(u64::MAX),
+        (false, since) => Some(now_millis().saturating_sub(since)),
+    }
 }
 
 /// What is revoked, per tenant, in memory. Reads take a shared lock; writes
@@ -186,16 +204,26 @@ impl RevocationView {
 
     /// Whether a token with these claims is revoked.
     pub fn is_revoked(&self, tenant: &str, jti: &str, sid: &str, subject: &str, iat: u64) -> bool {
-        let tenants = self.read();
-        let Some(view) = tenants.get(tenant) else {
-            return false;
-        };
-        view.jti.contains_key(jti)
-            || view.sid.contains_key(sid)
-            || view
-                .sub
-                .get(subject)
-                .is_some_and(|(before, _)| iat < *before)
+        self.read()
+            .get(tenant)
+            .is_some_and(|view| view.covers(jti, sid, subject, iat))
+    }
+
+    /// The gateway's per-request question, under one read lock: how stale
+    /// the tenant's view is (`None` when current, as [`Self::stale_for_ms`])
+    /// and whether the token is revoked.
+    pub fn check(
+        &self,
+        tenant: &str,
+        jti: &str,
+        sid: &str,
+        subject: &str,
+        iat: u64,
+    ) -> (Option<u64>, bool) {
+        match self.read().get(tenant) {
+            Some(view) => (staleness(view), view.covers(jti, sid, subject, iat)),
+            None => (Some(u64::MAX), false),
+        }
     }
 
     /// Whether a refresh family is revoked, directly or through its subject
@@ -262,16 +290,7 @@ impl RevocationView {
     /// `None` while the tenant's view is current; otherwise for how long it
     /// has not been (never loaded counts as forever).
     pub fn stale_for_ms(&self, tenant: &str) -> Option<u64> {
-        let since = match self.read().get(tenant) {
-            Some(view) if view.current => return None,
-            Some(view) => view.stale_since_ms,
-            None => 0,
-        };
-        Some(if since == 0 {
-            u64::MAX
-        } else {
-            now_millis().saturating_sub(since)
-        })
+        self.read().get(tenant).map_or(Some(u64::MAX), staleness)
     }
 
     /// The longest staleness over `tenants` (readiness, metrics).
