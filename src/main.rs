@@ -62,7 +62,10 @@ fn main() -> ExitCode {
 async fn demo_backend(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let backend = splitgate::demo::DemoBackend::start(listener)?;
-    println!("splitgate demo backend listening: {}", backend.url());
+    run::say(&format!(
+        "splitgate demo backend listening: {}",
+        backend.url()
+    ));
     run::shutdown_signal().await;
     Ok(())
 }

@@ -36,7 +36,7 @@ pub async fn serve_demo(mut config: Config) -> anyhow::Result<()> {
     let demo = seed(&running, &config)
         .await
         .context("seeding the demo data")?;
-    println!("{}", instructions(&running, &config, &backend, &demo));
+    run::say(&instructions(&running, &config, &backend, &demo));
     run::shutdown_signal().await;
     running.stop().await;
     Ok(())

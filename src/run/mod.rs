@@ -230,10 +230,19 @@ fn admin_token(config: &Config) -> anyhow::Result<Secret> {
 /// tests wait for it).
 pub fn announce(running: &Running) {
     let scheme = if running.tls { "https" } else { "http" };
-    println!(
+    say(&format!(
         "splitgate {:?} listening: public={scheme}://{} admin=http://{}",
         running.mode, running.public, running.admin
-    );
+    ));
+}
+
+/// Writes a line to standard output for whoever started the server. A
+/// server must not die because its stdout went away (a closed pipe, a
+/// detached terminal), so failures are ignored, unlike `println!`'s.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// Completes on Ctrl-C or SIGTERM.
