@@ -95,20 +95,20 @@ pub enum ClientCommand {
     Delete {
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: String,
     },
     /// Refuse the client's credentials until it is enabled again.
     Disable {
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: String,
     },
     Enable {
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: String,
     },
 }

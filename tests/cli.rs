@@ -370,6 +370,15 @@ async fn admin_commands_manage_clients_users_keys_and_revocations() {
         (code, err.trim()),
         (1, "error: no client `nope` (404 Not Found)")
     );
+    // An id that starts with a hyphen is a value, not a flag.
+    let (code, _, err) = serve.cli(
+        &["client", "delete", "--tenant", "acme", "--client-id", "-x1"],
+        None,
+    );
+    assert_eq!(
+        (code, err.trim()),
+        (1, "error: no client `-x1` (404 Not Found)")
+    );
     let (code, out, _) = serve.cli(
         &["client", "delete", "--tenant", "acme", "--client-id", &id],
         None,

@@ -32,9 +32,16 @@ pub fn random_token() -> String {
 }
 
 /// A fresh 128-bit identifier, base64url without padding (22 characters):
-/// for ids that must not collide but are not secrets (`jti`, `sid`, client ids).
+/// for ids that must not collide but are not secrets (`jti`, `sid`, client
+/// ids). Never starts with `-` or `_`, so that an id can follow a flag on a
+/// command line (`--client-id <id>`) without being taken for one.
 pub fn random_id() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    loop {
+        let id = URL_SAFE_NO_PAD.encode(random_bytes::<16>());
+        if id.as_bytes()[0].is_ascii_alphanumeric() {
+            return id;
+        }
+    }
 }
 
 /// SHA-256 of a high-entropy secret, base64url: how such secrets are stored
@@ -129,6 +136,9 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
         assert_eq!(random_id().len(), 22);
+        for _ in 0..1000 {
+            assert!(random_id().as_bytes()[0].is_ascii_alphanumeric());
+        }
     }
 
     #[test]
